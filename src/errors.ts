@@ -1,0 +1,44 @@
+/**
+ * One error base class with a stable string code, so callers branch on `code` and operators can grep logs.
+ * Messages are lower-case, quote the identifier they are about, and say what to do where that is known.
+ */
+export const ErrorCode = {
+  CONFIG_SYNTAX: 'CONFIG_SYNTAX',
+  CONFIG_INVALID: 'CONFIG_INVALID',
+  CONFIG_WRITE: 'CONFIG_WRITE',
+  TOKEN_INVALID: 'TOKEN_INVALID',
+  TOKEN_WRONG_PASSWORD: 'TOKEN_WRONG_PASSWORD',
+  OAUTH_GRANT_INVALID: 'OAUTH_GRANT_INVALID',
+  OAUTH_PROVIDER: 'OAUTH_PROVIDER',
+  OAUTH_NETWORK: 'OAUTH_NETWORK',
+  OAUTH_REDIRECT_MISMATCH: 'OAUTH_REDIRECT_MISMATCH',
+  OAUTH_AUTHORISATION_TIMEOUT: 'OAUTH_AUTHORISATION_TIMEOUT',
+  OAUTH_AUTHORISATION_UNAVAILABLE: 'OAUTH_AUTHORISATION_UNAVAILABLE',
+  ACCOUNT_UNKNOWN: 'ACCOUNT_UNKNOWN',
+  ACCOUNT_INCOMPLETE: 'ACCOUNT_INCOMPLETE',
+  UPSTREAM_CONNECT: 'UPSTREAM_CONNECT',
+  UPSTREAM_PROTOCOL: 'UPSTREAM_PROTOCOL',
+  SHUTTING_DOWN: 'SHUTTING_DOWN',
+} as const;
+
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class MailbridgeError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'MailbridgeError';
+    this.code = code;
+  }
+}
+
+export function isMailbridgeError(error: unknown, code?: ErrorCode): error is MailbridgeError {
+  return error instanceof MailbridgeError && (code === undefined || error.code === code);
+}
+
+/** A one-line description of any thrown value, for logs and protocol replies. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}
