@@ -111,6 +111,7 @@ export class OAuthGrants {
   readonly #clients = new Map<string, OAuthClientRegistration>();
   readonly #accessTokens = new Map<string, AccessToken>();
   readonly #refreshTokens = new Map<string, RefreshToken>();
+  #rejectAccessTokens = false;
   readonly #codes = new Map<string, AuthorizationCode>();
   readonly #deviceCodes = new Map<string, DeviceCode>();
   readonly #clock: () => number;
@@ -391,7 +392,13 @@ export class OAuthGrants {
   }
 
   /** RFC 7662 §2.2: only live access tokens are active. */
+  /** When on, introspection calls every token inactive, as a provider does after consent is withdrawn. */
+  setRejectAccessTokens(reject: boolean): void {
+    this.#rejectAccessTokens = reject;
+  }
+
   introspect(form: URLSearchParams): Record<string, unknown> {
+    if (this.#rejectAccessTokens) return { active: false };
     const stored = this.#accessTokens.get(form.get('token') ?? '');
     const now = this.#clock();
     // Refresh tokens are never introspected as active, so a login with one fails as it would at a provider.

@@ -53,6 +53,8 @@ export type OAuthTestServer = {
   expireAccessTokens(): void;
   /** Every refresh token issued so far answers `invalid_grant` from now on. */
   revokeRefreshTokens(): void;
+  /** When on, introspection calls every access token inactive (consent withdrawn), new ones included. */
+  setRejectAccessTokens(reject: boolean): void;
   /** Honours a refresh token made elsewhere (a fixture), for `username` and the default client. */
   acceptRefreshToken(refreshToken: string, username: string, scope?: string): void;
   /** When on, each refresh returns a new refresh token and invalidates the one used (Microsoft does this). */
@@ -165,6 +167,9 @@ class OAuthTestServerImpl implements OAuthTestServer {
   }
   revokeRefreshTokens(): void {
     this.#grants.revokeRefreshTokens();
+  }
+  setRejectAccessTokens(reject: boolean): void {
+    this.#grants.setRejectAccessTokens(reject);
   }
   acceptRefreshToken(refreshToken: string, username: string, scope = 'imap offline_access'): void {
     this.#grants.acceptRefreshToken(refreshToken, username, scope, DEFAULT_CLIENT.clientId);

@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { describeError } from '../errors.ts';
+import { serve } from './serve.ts';
+
+/**
+ * The command line. Serving is the default command and takes email-oauth2-proxy's flags as they are, so an
+ * existing service definition keeps working with only the program name changed.
+ */
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+const program = new Command('mailbridge')
+  .description('Local IMAP proxy that turns plain logins into OAuth 2.0 (XOAUTH2) logins upstream')
+  .version(`mailbridge ${version}`, '--version', 'print the version and exit')
+  .helpOption('-h, --help', 'show this help')
+  .option('--config-file <path>', 'configuration file (email-oauth2-proxy format)', 'emailproxy.config')
+  .option('--cache-store <path>', 'keep cached tokens in this file instead of the configuration file')
+  .option('--no-gui', 'accepted for compatibility; mailbridge never shows a GUI')
+  .option(
+    '--external-auth',
+    'authorise accounts in this terminal: open the printed URL, paste the redirect URL back',
+  )
+  .option('--local-server-auth', 'not supported yet; accepted so existing service files keep starting')
+  .option('--log-file <path>', 'append logs to this file instead of standard error')
+  .option('--log-format <format>', 'log format: text or json', 'text')
+  .option('--debug', 'log protocol traffic (credentials removed) and more detail')
+  .action(async (options: ServeFlags) => {
+    process.exitCode = await serve(options);
+  });
+
+export interface ServeFlags {
+  configFile: string;
+  cacheStore?: string;
+  externalAuth?: boolean;
+  localServerAuth?: boolean;
+  logFile?: string;
+  logFormat: string;
+  debug?: boolean;
+}
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  process.stderr.write(`mailbridge: ${describeError(error)}\n`);
+  process.exitCode = 2;
+});

@@ -1,0 +1,89 @@
+import type { Authoriser } from '../authorise/authoriser.ts';
+import { TerminalAuthoriser, UnattendedAuthoriser } from '../authorise/terminal.ts';
+import { ConfigStore } from '../config/store.ts';
+import { describeError, isMailbridgeError } from '../errors.ts';
+import { createLogger, type LogFormat } from '../log.ts';
+import { MailProxy } from '../mail-proxy.ts';
+import { HostResolver } from '../net/resolve.ts';
+import { TokenClient } from '../oauth/token-client.ts';
+import { KeyDeriver } from '../tokens/key-derivation.ts';
+import { TokenService } from '../tokens/token-service.ts';
+import type { ServeFlags } from './main.ts';
+
+/** Exit codes: 0 stopped by a signal, 1 failed while running, 2 unusable configuration or flags. */
+export const ExitCode = { OK: 0, RUNTIME: 1, CONFIG: 2 } as const;
+
+export async function serve(flags: ServeFlags): Promise<number> {
+  if (flags.logFormat !== 'text' && flags.logFormat !== 'json') {
+    process.stderr.write(`mailbridge: --log-format must be text or json, not '${flags.logFormat}'\n`);
+    return ExitCode.CONFIG;
+  }
+  const logger = createLogger({
+    debug: flags.debug,
+    file: flags.logFile,
+    format: flags.logFormat as LogFormat,
+  });
+  let store: ConfigStore;
+  try {
+    store = await ConfigStore.load({ configPath: flags.configFile, cachePath: flags.cacheStore, logger });
+  } catch (error: unknown) {
+    logger.fatal(describeError(error));
+    if (flags.logFile) process.stderr.write(`mailbridge: ${describeError(error)}\n`);
+    return ExitCode.CONFIG;
+  }
+  logger.info(`mailbridge starting with configuration ${store.configPath}${flags.debug ? ' (debug)' : ''}`);
+  if (flags.localServerAuth) {
+    logger.warn('--local-server-auth is not supported yet: use --external-auth to paste the redirect URL');
+  }
+
+  let terminal: TerminalAuthoriser | undefined;
+  let authoriser: Authoriser;
+  if (flags.externalAuth) {
+    terminal = new TerminalAuthoriser({ input: process.stdin, output: process.stdout, logger });
+    authoriser = terminal;
+  } else {
+    authoriser = new UnattendedAuthoriser(logger);
+  }
+  const resolver = new HostResolver({ logger });
+  const tokens = new TokenService({
+    store,
+    deriver: new KeyDeriver(),
+    tokenClient: new TokenClient(),
+    authoriser,
+    logger,
+  });
+  const proxy = new MailProxy({ store, tokens, resolver, logger });
+  try {
+    await proxy.start();
+  } catch (error: unknown) {
+    logger.fatal(describeError(error));
+    terminal?.close();
+    return isMailbridgeError(error) ? ExitCode.CONFIG : ExitCode.RUNTIME;
+  }
+  logger.info('mailbridge ready: connect your email client to begin');
+
+  return new Promise((resolve) => {
+    const stop = (signal: NodeJS.Signals) => {
+      logger.info(`received ${signal}: stopping`);
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      terminal?.close();
+      proxy.stop().then(
+        () => resolve(ExitCode.OK),
+        (error: unknown) => {
+          logger.error(`error while stopping: ${describeError(error)}`);
+          resolve(ExitCode.RUNTIME);
+        },
+      );
+    };
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+    process.on('SIGUSR1', () => {
+      logger.level = logger.level === 'debug' ? 'info' : 'debug';
+      logger.info(`debug logging ${logger.level === 'debug' ? 'on' : 'off'}`);
+    });
+    process.on('SIGHUP', () => {
+      logger.warn('SIGHUP: configuration reload is not supported yet; restart mailbridge to apply changes');
+    });
+  });
+}

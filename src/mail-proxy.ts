@@ -1,0 +1,79 @@
+import type { Socket } from 'node:net';
+import { Protocol, type ServerConfig } from './config/servers.ts';
+import type { ConfigStore } from './config/store.ts';
+import type { Logger } from './log.ts';
+import { type Listener, listen } from './net/listener.ts';
+import type { HostResolver } from './net/resolve.ts';
+import { ImapSession } from './protocols/imap/session.ts';
+import type { TokenService } from './tokens/token-service.ts';
+
+/**
+ * The running proxy: one listener per server section, one session per accepted connection.
+ */
+export interface MailProxyOptions {
+  store: ConfigStore;
+  tokens: TokenService;
+  resolver: HostResolver;
+  logger: Logger;
+}
+
+interface Session {
+  shutdown(): void;
+}
+
+export class MailProxy {
+  private readonly listeners: Listener[] = [];
+  private readonly sessions = new Set<Session>();
+  private nextConnectionId = 1;
+
+  constructor(private readonly options: MailProxyOptions) {}
+
+  async start(): Promise<void> {
+    const servers = this.options.store.servers();
+    if (servers.length === 0) {
+      this.options.logger.warn(
+        `no [IMAP-<port>] section in ${this.options.store.configPath}: nothing to listen on`,
+      );
+    }
+    try {
+      for (const server of servers) {
+        if (server.protocol !== Protocol.IMAP) {
+          this.options.logger.warn(
+            `[${server.section}]: ${server.protocol} is not supported yet; section skipped`,
+          );
+          continue;
+        }
+        const listener = await listen(server, (socket) => this.accept(server, socket), this.options.logger);
+        this.listeners.push(listener);
+        this.options.logger.info(
+          `${server.protocol} server at ${listener.addresses.join(', ')} (${server.localCertificatePath ? 'TLS' : 'unsecured'}) proxying ${server.serverAddress}:${server.serverPort} (${server.serverStartTls ? 'STARTTLS' : 'TLS'})`,
+        );
+      }
+    } catch (error: unknown) {
+      await this.stop();
+      throw error;
+    }
+  }
+
+  async stop(): Promise<void> {
+    const closing = this.listeners.splice(0).map((listener) => listener.close());
+    for (const session of this.sessions) session.shutdown();
+    this.sessions.clear();
+    await Promise.all(closing);
+  }
+
+  private accept(server: ServerConfig, socket: Socket): void {
+    const cid = this.nextConnectionId++;
+    const logger = this.options.logger.child({ server: server.section, cid });
+    logger.debug(`connection from ${socket.remoteAddress}:${socket.remotePort}`);
+    const session = new ImapSession(socket, {
+      server,
+      tokens: this.options.tokens,
+      resolver: this.options.resolver,
+      logger,
+    });
+    this.sessions.add(session);
+    socket.once('close', () => this.sessions.delete(session));
+    void session.start();
+  }
+}

@@ -1,0 +1,96 @@
+import { readFile } from 'node:fs/promises';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { ServerConfig } from '../config/servers.ts';
+import { ErrorCode, MailbridgeError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { Limits } from './limits.ts';
+
+/**
+ * The local listening sockets of one server section. Without local_address mailbridge listens on loopback
+ * only, IPv4 and IPv6: a deliberate difference from the original, which listens on every interface.
+ */
+export interface Listener {
+  /** Where it listens, e.g. ['127.0.0.1:1993', '[::1]:1993']. */
+  addresses: string[];
+  close(): Promise<void>;
+}
+
+export async function listen(
+  config: ServerConfig,
+  onConnection: (socket: net.Socket) => void,
+  logger: Logger,
+): Promise<Listener> {
+  const tlsOptions = await localTlsOptions(config);
+  const hosts = config.localAddress ? [config.localAddress] : ['127.0.0.1', '::1'];
+  const servers: net.Server[] = [];
+  const addresses: string[] = [];
+  for (const host of hosts) {
+    const server = tlsOptions ? tls.createServer(tlsOptions) : net.createServer();
+    server.on(tlsOptions ? 'secureConnection' : 'connection', onConnection);
+    server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) => {
+      logger.info(
+        { error: error.message, peer: socket.remoteAddress },
+        'local TLS handshake with a client failed',
+      );
+    });
+    try {
+      await bind(server, host, config.localPort);
+    } catch (error: unknown) {
+      // A host without IPv6 on loopback still serves IPv4 when no address was asked for explicitly.
+      const code = (error as NodeJS.ErrnoException).code;
+      if (!config.localAddress && host === '::1' && (code === 'EADDRNOTAVAIL' || code === 'EAFNOSUPPORT'))
+        continue;
+      await Promise.all(servers.map((s) => closeServer(s)));
+      throw new MailbridgeError(
+        ErrorCode.CONFIG_INVALID,
+        `cannot listen on ${formatHostPort(host, config.localPort)} for [${config.section}]: ${(error as Error).message}${code === 'EADDRINUSE' ? ' - is mailbridge (or email-oauth2-proxy) already running?' : ''}`,
+        { cause: error },
+      );
+    }
+    servers.push(server);
+    addresses.push(formatHostPort(host, config.localPort));
+  }
+  return {
+    addresses,
+    close: async () => {
+      await Promise.all(servers.map((s) => closeServer(s)));
+    },
+  };
+}
+
+function bind(server: net.Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    // ipv6Only: an explicit `::` stays dual-stack as in the original, but `::1` must not claim 127.0.0.1.
+    server.listen({ host, port, backlog: Limits.listenBacklog, ipv6Only: host === '::1' }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: net.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+async function localTlsOptions(config: ServerConfig): Promise<tls.TlsOptions | undefined> {
+  if (!config.localCertificatePath || !config.localKeyPath || config.localStartTls) return undefined;
+  try {
+    const [cert, key] = await Promise.all([
+      readFile(config.localCertificatePath),
+      readFile(config.localKeyPath),
+    ]);
+    return { cert, key, minVersion: 'TLSv1.2', handshakeTimeout: Limits.tlsHandshakeMs };
+  } catch (error: unknown) {
+    throw new MailbridgeError(
+      ErrorCode.CONFIG_INVALID,
+      `[${config.section}]: cannot read local_certificate_path/local_key_path: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
+export function formatHostPort(host: string, port: number): string {
+  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+}
