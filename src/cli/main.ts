@@ -2,10 +2,10 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { describeError } from '../errors.ts';
-import { serve } from './serve.ts';
+import { type ServeFlags, serve } from './serve.ts';
 
 /**
- * The command line. Serving is the default command and takes email-oauth2-proxy's flags as they are, so an
+ * The command line. `serve` is the default command and takes email-oauth2-proxy's flags as they are, so an
  * existing service definition keeps working with only the program name changed.
  */
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -15,7 +15,11 @@ const { version } = JSON.parse(readFileSync(new URL('../../package.json', import
 const program = new Command('mailbridge')
   .description('Local IMAP proxy that turns plain logins into OAuth 2.0 (XOAUTH2) logins upstream')
   .version(`mailbridge ${version}`, '--version', 'print the version and exit')
-  .helpOption('-h, --help', 'show this help')
+  .helpOption('-h, --help', 'show this help');
+
+const serveCommand = program
+  .command('serve', { isDefault: true })
+  .description('run the proxy (the default command)')
   .option('--config-file <path>', 'configuration file (email-oauth2-proxy format)', 'emailproxy.config')
   .option('--cache-store <path>', 'keep cached tokens in this file instead of the configuration file')
   .option('--no-gui', 'accepted for compatibility; mailbridge never shows a GUI')
@@ -31,15 +35,8 @@ const program = new Command('mailbridge')
     process.exitCode = await serve(options);
   });
 
-export interface ServeFlags {
-  configFile: string;
-  cacheStore?: string;
-  externalAuth?: boolean;
-  localServerAuth?: boolean;
-  logFile?: string;
-  logFormat: string;
-  debug?: boolean;
-}
+// `mailbridge --help` shows the proxy's flags too, as email-oauth2-proxy's --help does.
+program.addHelpText('after', () => `\nmailbridge serve (the default):\n${serveCommand.helpInformation()}`);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   process.stderr.write(`mailbridge: ${describeError(error)}\n`);

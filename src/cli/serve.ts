@@ -8,7 +8,16 @@ import { HostResolver } from '../net/resolve.ts';
 import { TokenClient } from '../oauth/token-client.ts';
 import { KeyDeriver } from '../tokens/key-derivation.ts';
 import { TokenService } from '../tokens/token-service.ts';
-import type { ServeFlags } from './main.ts';
+
+export interface ServeFlags {
+  configFile: string;
+  cacheStore?: string;
+  externalAuth?: boolean;
+  localServerAuth?: boolean;
+  logFile?: string;
+  logFormat: string;
+  debug?: boolean;
+}
 
 /** Exit codes: 0 stopped by a signal, 1 failed while running, 2 unusable configuration or flags. */
 export const ExitCode = { OK: 0, RUNTIME: 1, CONFIG: 2 } as const;
