@@ -19,6 +19,9 @@ export const ErrorCode = {
   UPSTREAM_CONNECT: 'UPSTREAM_CONNECT',
   UPSTREAM_PROTOCOL: 'UPSTREAM_PROTOCOL',
   SHUTTING_DOWN: 'SHUTTING_DOWN',
+  THREAD_DATABASE: 'THREAD_DATABASE',
+  THREAD_NO_IDS: 'THREAD_NO_IDS',
+  THREAD_INVALID_ARGUMENT: 'THREAD_INVALID_ARGUMENT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -37,8 +40,12 @@ export function isMailbridgeError(error: unknown, code?: ErrorCode): error is Ma
   return error instanceof MailbridgeError && (code === undefined || error.code === code);
 }
 
-/** A one-line description of any thrown value, for logs and protocol replies. */
+/**
+ * A one-line description of any thrown value, for logs and protocol replies. Line breaks are folded: provider
+ * messages carry them (Microsoft's "…\r\nTrace ID: …"), and in a protocol reply they would end the line early
+ * and let the rest pass for a line of its own.
+ */
 export function describeError(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return String(error);
+  const text = error instanceof Error ? error.message : String(error);
+  return text.replace(/[\r\n]+/g, ' ').trim();
 }

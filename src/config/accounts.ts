@@ -81,7 +81,9 @@ export function findAccount(doc: IniDocument, username: string): AccountConfig |
       `account '${username}' is incomplete: set at least token_url, oauth2_scope and client_id in its section`,
     );
   }
+  checkEndpoint(username, 'token_url', tokenUrl);
   const permissionUrl = value('permission_url');
+  if (permissionUrl) checkEndpoint(username, 'permission_url', permissionUrl);
   const flow = value('oauth2_flow') ?? (permissionUrl ? 'authorization_code' : undefined);
   if (!flow) {
     throw new MailbridgeError(
@@ -106,4 +108,28 @@ export function findAccount(doc: IniDocument, username: string): AccountConfig |
     // The original enables PKCE for any non-empty value, `False` included; we read it as a boolean.
     usePkce: pkce === undefined ? false : (parseBoolean(pkce) ?? true),
   };
+}
+
+/**
+ * Endpoints are checked when the account is read, not at the first token call, which may come only after a
+ * person has signed in. Tokens travel over https; plain http is allowed on loopback, for local test servers.
+ */
+function checkEndpoint(username: string, key: string, value: string): void {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new MailbridgeError(
+      ErrorCode.ACCOUNT_INCOMPLETE,
+      `account '${username}': ${key} '${value}' is not a URL`,
+    );
+  }
+  const loopback =
+    url.hostname === 'localhost' || url.hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(url.hostname);
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+    throw new MailbridgeError(
+      ErrorCode.ACCOUNT_INCOMPLETE,
+      `account '${username}': ${key} must be an https URL (plain http only on loopback), not '${value}'`,
+    );
+  }
 }

@@ -61,13 +61,8 @@ export class TokenClient {
 
   private setup(account: AccountConfig, clientSecret: string | undefined) {
     const tokenUrl = new URL(account.tokenUrl);
+    // Plain http is allowed only on loopback; findAccount has refused it anywhere else.
     const insecure = tokenUrl.protocol === 'http:';
-    if (insecure && !isLoopback(tokenUrl.hostname)) {
-      throw new MailbridgeError(
-        ErrorCode.ACCOUNT_INCOMPLETE,
-        `token_url of account '${account.username}' must use https (plain http is allowed only on loopback)`,
-      );
-    }
     const as: oauth.AuthorizationServer = {
       issuer: tokenUrl.origin,
       token_endpoint: account.tokenUrl,
@@ -93,7 +88,7 @@ export class TokenClient {
     try {
       response = await run();
     } catch (error: unknown) {
-      throw classify(account, doing, error);
+      throw classify(account, doing, await withErrorBody(error));
     }
     return {
       accessToken: response.access_token,
@@ -121,12 +116,31 @@ function withoutIdToken(fetchImpl: typeof fetch): (url: string, init: RequestIni
   };
 }
 
+/**
+ * oauth4webapi reports any error response carrying a WWW-Authenticate header (some providers add one to a 401
+ * invalid_client) before reading its body; the body's `error` code is what tells the caller what to do.
+ */
+async function withErrorBody(error: unknown): Promise<unknown> {
+  if (!(error instanceof oauth.WWWAuthenticateChallengeError)) return error;
+  const body = (await error.response
+    .clone()
+    .json()
+    .catch(() => undefined)) as { error?: unknown; error_description?: unknown } | undefined;
+  return {
+    status: error.status,
+    error: typeof body?.error === 'string' ? body.error : 'invalid_request',
+    error_description: typeof body?.error_description === 'string' ? body.error_description : error.message,
+    cause: error,
+  };
+}
+
 function classify(account: AccountConfig, doing: string, error: unknown): MailbridgeError {
   const who = `account '${account.username}'`;
   if (error instanceof MailbridgeError) return error;
-  if (error instanceof oauth.ResponseBodyError) {
+  if (error instanceof oauth.ResponseBodyError || isErrorBody(error)) {
     const detail = `${error.error}${error.error_description ? `: ${error.error_description}` : ''}`;
-    if (error.status >= 500) {
+    // 429 and 5xx say "not now", not "never": tokens are kept and the next login tries again.
+    if (error.status >= 500 || error.status === 429) {
       return new MailbridgeError(
         ErrorCode.OAUTH_NETWORK,
         `the token endpoint failed (HTTP ${error.status}) while ${doing} for ${who}: ${detail}; tokens kept, will retry`,
@@ -151,7 +165,7 @@ function classify(account: AccountConfig, doing: string, error: unknown): Mailbr
       { cause: error },
     );
   }
-  if (status !== undefined && status < 500) {
+  if (status !== undefined && status < 500 && status !== 429) {
     return new MailbridgeError(
       ErrorCode.OAUTH_PROVIDER,
       `the token endpoint answered HTTP ${status} while ${doing} for ${who}; check token_url and client_id`,
@@ -169,6 +183,11 @@ function classify(account: AccountConfig, doing: string, error: unknown): Mailbr
   );
 }
 
+function isErrorBody(error: unknown): error is { status: number; error: string; error_description?: string } {
+  const candidate = error as { status?: unknown; error?: unknown };
+  return typeof candidate?.status === 'number' && typeof candidate.error === 'string';
+}
+
 function statusOf(error: unknown): number | undefined {
   const cause = (error as { cause?: unknown }).cause;
   if (cause instanceof Response) return cause.status;
@@ -179,8 +198,4 @@ function networkReason(error: unknown): string {
   if (error instanceof Error && error.name === 'TimeoutError') return 'timed out';
   const cause = (error as { cause?: { code?: string; message?: string } }).cause;
   return cause?.code ?? cause?.message ?? (error as Error).message ?? String(error);
-}
-
-function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }

@@ -1,7 +1,7 @@
 import type { Authoriser } from '../authorise/authoriser.ts';
 import type { AccountConfig } from '../config/accounts.ts';
 import type { CachedTokens, ConfigStore } from '../config/store.ts';
-import { ErrorCode, isMailbridgeError, MailbridgeError } from '../errors.ts';
+import { describeError, ErrorCode, isMailbridgeError, MailbridgeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { Limits } from '../net/limits.ts';
 import { buildAuthorisationRequest } from '../oauth/authorisation-url.ts';
@@ -84,11 +84,10 @@ export class TokenService {
     const logger = this.options.logger.child({ account: account.username });
     const cached = this.options.store.cachedTokens(account.section);
     let crypto = await this.cryptographer(password, cached);
-    await this.rotateIfNeeded(account, crypto, cached);
-
     const decrypt = (value: string) => crypto.decrypt(value);
     let clientSecret: string | undefined;
     try {
+      await this.rotateIfNeeded(account, crypto, cached);
       clientSecret =
         account.clientSecret ??
         (account.clientSecretEncrypted ? decrypt(account.clientSecretEncrypted) : undefined);
@@ -110,15 +109,18 @@ export class TokenService {
           logger.info(`refreshed the access token of account '${account.username}'`);
           return { account, accessToken: await this.save(account, crypto, tokens), fromCache: false };
         } catch (error: unknown) {
+          const grantInvalid = isMailbridgeError(error, ErrorCode.OAUTH_GRANT_INVALID);
           const stillValid = cached.access_token && expiry > now && options.rejectedAccessToken === undefined;
-          if (isMailbridgeError(error, ErrorCode.OAUTH_NETWORK) && stillValid) {
+          // A token that still works is used to its end, whatever happened to the refresh: nobody is asked
+          // to authorise while mail can still flow.
+          if (stillValid && (grantInvalid || isMailbridgeError(error, ErrorCode.OAUTH_NETWORK))) {
             logger.warn(
-              { error: error.message },
-              'refresh failed for a network reason; the current token is still valid',
+              { error: describeError(error) },
+              `refresh failed; the current access token of '${account.username}' stays in use until it expires`,
             );
             return { account, accessToken: decrypt(cached.access_token as string), fromCache: true };
           }
-          if (!isMailbridgeError(error, ErrorCode.OAUTH_GRANT_INVALID)) throw error;
+          if (!grantInvalid) throw error;
           logger.warn(
             { error: error.message },
             `the refresh token of account '${account.username}' was refused: it must be authorised again`,
