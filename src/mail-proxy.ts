@@ -2,9 +2,12 @@ import type { Socket } from 'node:net';
 import { Protocol, type ServerConfig } from './config/servers.ts';
 import type { ConfigStore } from './config/store.ts';
 import type { Logger } from './log.ts';
-import { type Listener, listen } from './net/listener.ts';
+import { type Listener, type LocalTls, listen, loadLocalTls } from './net/listener.ts';
 import type { HostResolver } from './net/resolve.ts';
 import { ImapSession } from './protocols/imap/session.ts';
+import { Pop3Session } from './protocols/pop3/session.ts';
+import type { ProxySession, SessionOptions } from './protocols/proxy-session.ts';
+import { SmtpSession } from './protocols/smtp/session.ts';
 import type { TokenService } from './tokens/token-service.ts';
 
 /**
@@ -17,13 +20,15 @@ export interface MailProxyOptions {
   logger: Logger;
 }
 
-interface Session {
-  shutdown(): void;
-}
+const SESSIONS: Record<Protocol, new (client: Socket, options: SessionOptions) => ProxySession> = {
+  [Protocol.IMAP]: ImapSession,
+  [Protocol.POP]: Pop3Session,
+  [Protocol.SMTP]: SmtpSession,
+};
 
 export class MailProxy {
   private readonly listeners: Listener[] = [];
-  private readonly sessions = new Set<Session>();
+  private readonly sessions = new Set<ProxySession>();
   private nextConnectionId = 1;
 
   constructor(private readonly options: MailProxyOptions) {}
@@ -32,21 +37,21 @@ export class MailProxy {
     const servers = this.options.store.servers();
     if (servers.length === 0) {
       this.options.logger.warn(
-        `no [IMAP-<port>] section in ${this.options.store.configPath}: nothing to listen on`,
+        `no [IMAP-<port>], [POP-<port>] or [SMTP-<port>] section in ${this.options.store.configPath}: nothing to listen on`,
       );
     }
     try {
       for (const server of servers) {
-        if (server.protocol !== Protocol.IMAP) {
-          this.options.logger.warn(
-            `[${server.section}]: ${server.protocol} is not supported yet; section skipped`,
-          );
-          continue;
-        }
-        const listener = await listen(server, (socket) => this.accept(server, socket), this.options.logger);
+        const localTls = await loadLocalTls(server);
+        const listener = await listen(
+          server,
+          localTls,
+          (socket) => this.accept(server, localTls, socket),
+          this.options.logger,
+        );
         this.listeners.push(listener);
         this.options.logger.info(
-          `${server.protocol} server at ${listener.addresses.join(', ')} (${server.localCertificatePath ? 'TLS' : 'unsecured'}) proxying ${server.serverAddress}:${server.serverPort} (${server.serverStartTls ? 'STARTTLS' : 'TLS'})`,
+          `${server.protocol} server at ${listener.addresses.join(', ')} (${describeLocalSecurity(server)}) proxying ${server.serverAddress}:${server.serverPort} (${server.serverStartTls ? 'STARTTLS' : 'TLS'})`,
         );
       }
     } catch (error: unknown) {
@@ -62,18 +67,25 @@ export class MailProxy {
     await Promise.all(closing);
   }
 
-  private accept(server: ServerConfig, socket: Socket): void {
+  private accept(server: ServerConfig, localTls: LocalTls | undefined, socket: Socket): void {
     const cid = this.nextConnectionId++;
     const logger = this.options.logger.child({ server: server.section, cid });
     logger.debug(`connection from ${socket.remoteAddress}:${socket.remotePort}`);
-    const session = new ImapSession(socket, {
+    const Session = SESSIONS[server.protocol];
+    const session = new Session(socket, {
       server,
       tokens: this.options.tokens,
       resolver: this.options.resolver,
       logger,
+      localTls: server.localStartTls ? localTls?.context : undefined,
     });
     this.sessions.add(session);
     socket.once('close', () => this.sessions.delete(session));
     void session.start();
   }
+}
+
+function describeLocalSecurity(server: ServerConfig): string {
+  if (!server.localCertificatePath) return 'unsecured';
+  return server.localStartTls ? 'STARTTLS' : 'TLS';
 }

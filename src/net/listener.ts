@@ -18,10 +18,14 @@ export interface Listener {
 
 export async function listen(
   config: ServerConfig,
+  localTls: LocalTls | undefined,
   onConnection: (socket: net.Socket) => void,
   logger: Logger,
 ): Promise<Listener> {
-  const tlsOptions = await localTlsOptions(config);
+  const tlsOptions: tls.TlsOptions | undefined =
+    localTls && !config.localStartTls
+      ? { ...localTls.options, handshakeTimeout: Limits.tlsHandshakeMs }
+      : undefined;
   const hosts = config.localAddress ? [config.localAddress] : ['127.0.0.1', '::1'];
   const servers: net.Server[] = [];
   const addresses: string[] = [];
@@ -74,18 +78,28 @@ function closeServer(server: net.Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-async function localTlsOptions(config: ServerConfig): Promise<tls.TlsOptions | undefined> {
-  if (!config.localCertificatePath || !config.localKeyPath || config.localStartTls) return undefined;
+/**
+ * The local certificate of a server section, or undefined without one. Loaded once per listener: for implicit
+ * TLS it is the listener's own; with local_starttls each session upgrades with it.
+ */
+export interface LocalTls {
+  options: tls.SecureContextOptions;
+  context: tls.SecureContext;
+}
+
+export async function loadLocalTls(config: ServerConfig): Promise<LocalTls | undefined> {
+  if (!config.localCertificatePath || !config.localKeyPath) return undefined;
   try {
     const [cert, key] = await Promise.all([
       readFile(config.localCertificatePath),
       readFile(config.localKeyPath),
     ]);
-    return { cert, key, minVersion: 'TLSv1.2', handshakeTimeout: Limits.tlsHandshakeMs };
+    const options: tls.SecureContextOptions = { cert, key, minVersion: 'TLSv1.2' };
+    return { options, context: tls.createSecureContext(options) };
   } catch (error: unknown) {
     throw new MailbridgeError(
       ErrorCode.CONFIG_INVALID,
-      `[${config.section}]: cannot read local_certificate_path/local_key_path: ${(error as Error).message}`,
+      `[${config.section}]: cannot use local_certificate_path/local_key_path: ${(error as Error).message}`,
       { cause: error },
     );
   }

@@ -81,13 +81,6 @@ export async function startTls(
   });
 }
 
-export async function connectImplicitTls(
-  target: UpstreamAddress,
-  options: ConnectOptions,
-): Promise<tls.TLSSocket> {
-  return startTls(await connectTcp(target, options), target);
-}
-
 function upstreamError(target: UpstreamAddress, reason: string, cause?: unknown): MailbridgeError {
   return new MailbridgeError(
     ErrorCode.UPSTREAM_CONNECT,

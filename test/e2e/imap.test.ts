@@ -215,6 +215,29 @@ m.logout()
     }
   });
 
+  it("keeps a client's pipelined command apart from mailbridge's own login, whatever its tag", async () => {
+    const client = await RawClient.connect(port);
+    try {
+      await client.waitFor(/^\* OK .*\r\n/);
+      client.send(`mb1 NOOP\r\na]1 LOGIN ${ALICE} "${PASSWORD}"\r\n`);
+      const text = await client.waitFor(/a\]1 (OK|NO|BAD)[^\r\n]*\r\n/);
+      assert.match(text, /^mb1 OK NOOP completed/m);
+      assert.match(text, /^a\]1 OK \[CAPABILITY IMAP4rev1 [^\r\n]*\] Logged in\r\n/m);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('answers other AUTHENTICATE mechanisms itself, so no secret goes upstream in a form it cannot read', async () => {
+    const client = await RawClient.connect(port);
+    try {
+      await client.waitFor(/^\* OK .*\r\n/);
+      assert.match(await client.command('a1', 'a1 AUTHENTICATE LOGIN\r\n'), /^a1 NO \[CANNOT\]/m);
+    } finally {
+      client.close();
+    }
+  });
+
   it('refuses a wrong password with a clear NO and keeps the cached tokens', async () => {
     const before = cachedFields(await readFile(configPath, 'utf8'), ALICE);
     const client = await RawClient.connect(port);

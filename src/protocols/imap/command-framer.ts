@@ -29,6 +29,7 @@ export class LiteralTooLargeError extends Error {
 export class CommandFramer {
   private readonly lines: LineBuffer;
   private literalRemaining = 0;
+  private emptyLiteralDue = false;
 
   constructor(
     maxLineBytes: number,
@@ -46,6 +47,10 @@ export class CommandFramer {
    * Throws LineTooLongError, or LiteralTooLargeError (the literal is then not expected: see its handling).
    */
   next(): ClientFrame | undefined {
+    if (this.emptyLiteralDue) {
+      this.emptyLiteralDue = false;
+      return { kind: 'literal', data: Buffer.alloc(0), remaining: 0 };
+    }
     if (this.literalRemaining > 0) {
       if (this.lines.length === 0) return undefined;
       const data = this.lines.take(this.literalRemaining);
@@ -59,11 +64,15 @@ export class CommandFramer {
     if (literal && literal.size > this.maxLiteralBytes)
       throw new LiteralTooLargeError(literal, this.maxLiteralBytes, line.text);
     this.literalRemaining = literal?.size ?? 0;
+    // A {0} literal has no bytes to wait for, but it is still an argument: an empty literal frame follows.
+    if (literal?.size === 0) this.emptyLiteralDue = true;
     return { kind: 'line', raw: line.raw, text: line.text, literal };
   }
 
   /** Everything received and not yet framed; used when the session becomes a pipe. */
   drain(): Buffer {
+    this.literalRemaining = 0;
+    this.emptyLiteralDue = false;
     return this.lines.drain();
   }
 }

@@ -1,11 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { ServerConfig } from '../../config/servers.ts';
 import { describeError, ErrorCode, isMailbridgeError, MailbridgeError } from '../../errors.ts';
-import type { Logger } from '../../log.ts';
 import { Limits } from '../../net/limits.ts';
 import { type Line, LineTooLongError } from '../../net/line-buffer.ts';
-import type { HostResolver } from '../../net/resolve.ts';
-import { connectTcp, startTls } from '../../net/upstream.ts';
 import {
   abortResponse,
   decodeBearerError,
@@ -14,30 +11,19 @@ import {
   OAuthMechanism,
 } from '../../sasl/oauth.ts';
 import { decodePlain } from '../../sasl/plain.ts';
-import type { TokenService } from '../../tokens/token-service.ts';
+import { ProxySession, type SessionOptions, type UpstreamLogin } from '../proxy-session.ts';
 import { ArgumentError, type CommandPart, loginCredentials, parseAstrings } from './arguments.ts';
 import { parseCapabilityLine, rewriteCapabilityLine, withCapabilityCode } from './capability.ts';
 import { type ClientFrame, CommandFramer, LiteralTooLargeError } from './command-framer.ts';
-import { type Completion, UpstreamChannel } from './upstream-channel.ts';
+import { readGreeting, runCommand } from './upstream-commands.ts';
 
 /**
- * One IMAP client connection (RFC 9051), from accept to the moment it becomes a pipe.
+ * One IMAP client connection (RFC 9051) before login.
  *
- * Not authenticated state: the server's greeting and capabilities reach the client rewritten to offer
- * AUTH=PLAIN; LOGIN and AUTHENTICATE PLAIN are answered by logging in upstream with an OAuth 2.0 bearer token;
- * every other command goes to the server as it is. After a successful login both sockets are piped: bytes flow
- * untouched, with back-pressure, and anything either side pipelined meanwhile is passed on first.
+ * The server's greeting and capabilities reach the client rewritten to offer AUTH=PLAIN; LOGIN and
+ * AUTHENTICATE PLAIN are answered by logging in upstream with an OAuth 2.0 bearer token; STARTTLS is answered
+ * by mailbridge itself when it has a certificate; every other command goes to the server as it is.
  */
-export interface ImapSessionOptions {
-  server: ServerConfig;
-  tokens: TokenService;
-  resolver: HostResolver;
-  logger: Logger;
-}
-
-type State = 'connecting' | 'not-authenticated' | 'authenticating' | 'relaying' | 'closed';
-
-/** A LOGIN or AUTHENTICATE PLAIN whose arguments are still arriving. */
 type Intercepted =
   | { kind: 'login'; tag: string; parts: CommandPart[]; literal: Buffer[] }
   | { kind: 'sasl-plain'; tag: string }
@@ -48,106 +34,55 @@ interface Credentials {
   password: string;
 }
 
-const COMMAND = /^([^\s(){%*"\\\]]+) ([A-Za-z]+)(?: (.*))?$/;
+/** tag SP verb [SP rest]; a tag is any ASTRING-CHAR but "+" (RFC 9051 §9), `]` included. */
+const COMMAND = /^([^\s(){%*"\\+]+) ([A-Za-z]+)(?: (.*))?$/;
 
-export class ImapSession {
-  private state: State = 'connecting';
+export class ImapSession extends ProxySession {
   private readonly framer = new CommandFramer(Limits.preAuthLineBytes, Limits.preAuthLiteralBytes);
-  private upstream: UpstreamChannel | undefined;
   private current: Intercepted | undefined;
   private upstreamCapabilities: string[] | undefined;
-  private idleTimer: NodeJS.Timeout | undefined;
-  private readonly logger: Logger;
+  private nextTag = 1;
+  /** Our tags are unguessable, so no tag a client forwards can complete a command of ours. */
+  private readonly tagPrefix = `mb${randomBytes(6).toString('hex')}.`;
 
-  constructor(
-    private readonly client: Socket,
-    private readonly options: ImapSessionOptions,
-  ) {
-    this.logger = options.logger;
-    client.setNoDelay(true);
-    client.setKeepAlive(true, Limits.keepAliveDelayMs);
-    client.on('data', (chunk: Buffer) => this.onClientData(chunk));
-    client.on('error', (error) => this.close(`client connection failed: ${error.message}`));
-    client.on('close', () => this.close('client disconnected'));
-    // Nothing the client sends is read until the server's greeting has been passed on.
-    client.pause();
-    this.touch();
+  constructor(client: Socket, options: SessionOptions) {
+    super(client, options);
   }
 
-  async start(): Promise<void> {
-    const { server } = this.options;
-    const target = { host: server.serverAddress, port: server.serverPort };
-    try {
-      const socket = await connectTcp(target, { resolver: this.options.resolver });
-      if (this.closed) {
-        socket.destroy();
-        return;
-      }
-      const upstream = server.serverStartTls ? socket : await startTls(socket, target);
-      this.attachUpstream(upstream);
-      const greeting = await this.requireUpstream().greeting();
-      if (greeting.status !== 'OK') {
-        this.sendLine(greeting.text);
-        this.close(`server refused the connection: ${greeting.text}`);
-        return;
-      }
-      this.sendLine(
-        server.serverStartTls ? await this.upgradeUpstream(greeting.text) : this.rewrite(greeting.text),
+  protected async greet(): Promise<string> {
+    const greeting = await readGreeting(this.server());
+    if (greeting.status !== 'OK') {
+      throw new MailbridgeError(
+        ErrorCode.UPSTREAM_PROTOCOL,
+        `the server refused the connection: ${greeting.text}`,
       );
-    } catch (error: unknown) {
-      this.logger.warn({ error: describeError(error) }, 'could not open the upstream connection');
-      this.sendLine(`* BYE [UNAVAILABLE] mailbridge: ${describeError(error)}`);
-      this.close('upstream unavailable');
-      return;
     }
-    if (this.closed) return;
-    this.state = 'not-authenticated';
-    this.requireUpstream().resume();
-    this.client.resume();
-  }
-
-  private attachUpstream(socket: Socket): void {
-    const describe = `${this.options.server.serverAddress}:${this.options.server.serverPort}`;
-    this.upstream = new UpstreamChannel(
-      socket,
-      describe,
-      (line) => this.onServerLine(line),
-      (error) => this.failUpstream(error),
-    );
-    socket.on('error', (error) => this.failUpstream(error));
-    socket.on('close', () => this.failUpstream(new Error('the server closed the connection')));
-  }
-
-  /** Upstream STARTTLS (RFC 9051 §6.2.1); the greeting the client sees carries the post-TLS capabilities. */
-  private async upgradeUpstream(greeting: string): Promise<string> {
-    const upstream = this.requireUpstream();
-    const reply = await upstream.command('STARTTLS');
+    if (!this.options.server.serverStartTls) return `${this.rewrite(greeting.text)}\r\n`;
+    // Upstream STARTTLS (RFC 9051 §6.2.1): capabilities announced in clear are stale after it, so the greeting
+    // the client sees carries the ones the server lists over TLS.
+    const reply = await runCommand(this.server(), this.tag(), 'STARTTLS');
     if (reply.status !== 'OK') {
       throw new MailbridgeError(ErrorCode.UPSTREAM_PROTOCOL, `the server refused STARTTLS: ${reply.text}`);
     }
-    const { server } = this.options;
-    const secure = await startTls(upstream.connection, {
-      host: server.serverAddress,
-      port: server.serverPort,
-    });
-    secure.on('error', (error) => this.failUpstream(error));
-    upstream.replaceSocket(secure);
-    const atoms = await this.probeCapabilities();
-    return this.rewrite(withCapabilityCode(greeting, atoms));
+    await this.upgradeUpstream();
+    return `${this.rewrite(withCapabilityCode(greeting.text, await this.probeCapabilities()))}\r\n`;
   }
 
-  private async probeCapabilities(): Promise<string[]> {
-    const reply = await this.requireUpstream().command('CAPABILITY');
-    const atoms = reply.untagged.map(parseCapabilityLine).find((found) => found !== undefined) ?? [];
-    this.upstreamCapabilities = atoms;
-    return atoms;
+  protected unavailableReply(reason: string): string {
+    return `* BYE [UNAVAILABLE] mailbridge: ${reason}\r\n`;
+  }
+
+  protected shutdownReply(): string {
+    return '* BYE mailbridge is shutting down\r\n';
+  }
+
+  protected unhandledClientBytes(): Buffer {
+    return this.framer.drain();
   }
 
   // ---- client side -------------------------------------------------------------------------------------
 
-  private onClientData(chunk: Buffer): void {
-    this.touch();
-    if (this.state === 'relaying' || this.state === 'closed') return;
+  protected receive(chunk: Buffer): void {
     this.framer.push(chunk);
     this.processClient();
   }
@@ -188,7 +123,7 @@ export class ImapSession {
       return;
     }
     if (current.kind === 'forward') {
-      this.requireUpstream().write(frame.kind === 'line' ? frame.raw : frame.data);
+      this.server().write(frame.kind === 'line' ? frame.raw : frame.data);
       if (frame.kind === 'line' && !frame.literal) this.current = undefined;
       return;
     }
@@ -231,15 +166,36 @@ export class ImapSession {
       }
       return;
     }
-    if (tag && verb === 'STARTTLS') {
-      this.sendLine(
-        `${tag} BAD STARTTLS is not offered here: connect with TLS if a local certificate is configured`,
-      );
+    if (tag && verb === 'AUTHENTICATE') {
+      // Other mechanisms would carry the client's secrets to the server in exchanges we cannot read.
+      this.sendLine(`${tag} NO [CANNOT] mailbridge accepts LOGIN or AUTHENTICATE PLAIN`);
       return;
     }
-    this.logger.debug(`client: ${frame.text.slice(0, 200)}`);
-    this.requireUpstream().write(frame.raw);
+    if (tag && verb === 'STARTTLS') {
+      this.startTls(tag);
+      return;
+    }
+    // Only tag and verb: a command we do not recognise might still carry a password.
+    this.logger.debug(`client: ${tag ?? '?'} ${verb ?? '(unparsable line)'}`);
+    this.server().write(frame.raw);
     if (frame.literal) this.current = { kind: 'forward' };
+  }
+
+  /** Local STARTTLS (RFC 9051 §6.2.1); the client must ask for capabilities again afterwards. */
+  private startTls(tag: string): void {
+    if (!this.canStartTls) {
+      this.sendLine(`${tag} BAD STARTTLS is not available: mailbridge has no local certificate for it`);
+      return;
+    }
+    this.sendLine(`${tag} OK Begin TLS negotiation now`);
+    this.holdClient();
+    this.upgradeClient(() => this.framer.drain()).then(
+      () => {
+        this.releaseClient();
+        this.processClient();
+      },
+      (error: unknown) => this.close(`local STARTTLS failed: ${describeError(error)}`),
+    );
   }
 
   private continueLogin(
@@ -279,55 +235,42 @@ export class ImapSession {
 
   // ---- authentication ------------------------------------------------------------------------------------
 
-  private async authenticate(tag: string, command: string, credentials: Credentials): Promise<void> {
-    const { username, password } = credentials;
-    this.state = 'authenticating';
-    this.client.pause();
-    const logger = this.logger.child({ account: username });
+  private async authenticate(
+    tag: string,
+    command: string,
+    { username, password }: Credentials,
+  ): Promise<void> {
+    this.holdClient();
     try {
-      let grant = await this.options.tokens.accessToken(username, password);
-      let result = await this.loginUpstream(username, grant.accessToken);
-      if (result.completion.status !== 'OK' && grant.fromCache) {
-        // A token that looked valid was refused (revoked, or expired early): refresh once before giving up.
-        logger.info(`the server refused the cached token of '${username}' (${result.reason}); refreshing it`);
-        this.requireUpstream().resume();
-        grant = await this.options.tokens.accessToken(username, password, {
-          rejectedAccessToken: grant.accessToken,
-        });
-        result = await this.loginUpstream(username, grant.accessToken);
-      }
+      const result = await this.login(username, password);
       if (this.closed) return;
-      if (result.completion.status === 'OK') {
-        logger.info(`authenticated '${username}' upstream with ${result.mechanism}; relaying`);
-        this.relay(`${tag} OK ${result.completion.text}`);
+      if (result.accepted) {
+        // The server's own OK text: it carries the capabilities after login.
+        this.sendLine(`${tag} OK ${result.reply || 'Logged in'}`);
+        this.relay();
         return;
       }
-      logger.warn(`${this.upstreamName()} refused '${username}': ${result.reason}`);
       this.sendLine(
-        `${tag} NO [AUTHENTICATIONFAILED] mailbridge: ${this.upstreamName()} refused the login of ${username}: ${result.reason}`,
+        `${tag} NO [AUTHENTICATIONFAILED] mailbridge: ${this.serverName} refused the login of ${username}: ${result.reason}`,
       );
-      this.requireUpstream().resume();
     } catch (error: unknown) {
       if (this.closed) return;
-      logger.warn({ error: describeError(error) }, `login failed for '${username}'`);
+      this.logger.warn({ account: username, error: describeError(error) }, `login failed for '${username}'`);
       this.sendLine(
         `${tag} NO [${responseCode(error)}] mailbridge: ${command} failed for ${username}: ${describeError(error)}`,
       );
-      if (isMailbridgeError(error, ErrorCode.UPSTREAM_PROTOCOL)) {
+      if (this.isFatal(error)) {
         this.close('upstream protocol failure');
         return;
       }
-      this.upstream?.resume();
     }
-    this.state = 'not-authenticated';
-    this.client.resume();
+    this.releaseClient();
     this.processClient();
   }
 
-  private async loginUpstream(username: string, accessToken: string) {
-    const upstream = this.requireUpstream();
+  protected async loginUpstream(username: string, accessToken: string): Promise<UpstreamLogin> {
+    const upstream = this.server();
     const capabilities = this.upstreamCapabilities ?? (await this.probeCapabilities());
-    upstream.resume();
     const has = (atom: string) => capabilities.some((c) => c.toUpperCase() === atom);
     // Microsoft offers XOAUTH2 only; Dovecot and Google both. XOAUTH2 is also the blind guess of the original.
     const mechanism =
@@ -336,7 +279,9 @@ export class ImapSession {
     const initialResponse = has('SASL-IR');
     let sent = initialResponse;
     let challenge: string | undefined;
-    const completion: Completion = await upstream.command(
+    const completion = await runCommand(
+      upstream,
+      this.tag(),
       initialResponse ? `AUTHENTICATE ${mechanism} ${response}` : `AUTHENTICATE ${mechanism}`,
       {
         onContinuation: (text) => {
@@ -352,18 +297,27 @@ export class ImapSession {
         onUntagged: (line) => this.onServerLine(line),
       },
     );
+    if (completion.status === 'OK') return { accepted: true, reason: '', mechanism, reply: completion.text };
     const bearerError = challenge === undefined ? undefined : decodeBearerError(challenge);
     const reason = `${explainBearerError(bearerError)}: ${completion.text}`;
-    return { completion, mechanism, reason };
+    return { accepted: false, reason, mechanism, reply: completion.text };
+  }
+
+  private async probeCapabilities(): Promise<string[]> {
+    const reply = await runCommand(this.server(), this.tag(), 'CAPABILITY');
+    this.server().resume();
+    const atoms = reply.untagged.map(parseCapabilityLine).find((found) => found !== undefined) ?? [];
+    this.upstreamCapabilities = atoms;
+    return atoms;
   }
 
   // ---- server side ---------------------------------------------------------------------------------------
 
-  private onServerLine(line: Line): void {
-    if (this.state === 'closed') return;
-    const rewritten = rewriteCapabilityLine(line.text, { localStartTls: false });
+  protected onServerLine(line: Line): void {
+    if (this.closed) return;
+    const rewritten = rewriteCapabilityLine(line.text, { localStartTls: this.canStartTls });
     if (rewritten === undefined) {
-      this.client.write(line.raw);
+      this.send(line.raw);
       return;
     }
     this.upstreamCapabilities = parseCapabilityLine(line.text);
@@ -373,99 +327,11 @@ export class ImapSession {
   private rewrite(text: string): string {
     const atoms = parseCapabilityLine(text);
     if (atoms) this.upstreamCapabilities = atoms;
-    return rewriteCapabilityLine(text, { localStartTls: false }) ?? text;
+    return rewriteCapabilityLine(text, { localStartTls: this.canStartTls }) ?? text;
   }
 
-  /** From here on both sockets are one pipe; nothing either side sent meanwhile is lost. */
-  private relay(okLine: string): void {
-    const upstream = this.requireUpstream();
-    this.state = 'relaying';
-    clearTimeout(this.idleTimer);
-    this.sendLine(okLine);
-    const { socket, rest } = upstream.handOver();
-    if (rest.length > 0) this.client.write(rest);
-    const pipelined = this.framer.drain();
-    if (pipelined.length > 0) socket.write(pipelined);
-    this.client.removeAllListeners('data');
-    socket.pipe(this.client);
-    this.client.pipe(socket);
-    socket.resume();
-    this.client.resume();
-  }
-
-  private failUpstream(error: unknown): void {
-    if (this.state === 'closed') return;
-    this.upstream?.fail(error);
-    if (this.state === 'relaying') {
-      this.close(`server connection ended: ${describeError(error)}`);
-      return;
-    }
-    if (this.state === 'connecting') return;
-    this.sendLine(
-      `* BYE [UNAVAILABLE] mailbridge: connection to ${this.upstreamName()} lost: ${describeError(error)}`,
-    );
-    this.close('server connection lost before login');
-  }
-
-  // ---- plumbing -------------------------------------------------------------------------------------------
-
-  private sendLine(text: string): void {
-    if (this.state === 'closed' || this.client.destroyed) return;
-    this.client.write(`${text}\r\n`);
-  }
-
-  private touch(): void {
-    if (this.state === 'relaying' || this.state === 'closed') return;
-    clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => {
-      this.sendLine('* BYE mailbridge: idle for too long before login');
-      this.close('idle before login');
-    }, Limits.preAuthIdleMs);
-    this.idleTimer.unref();
-  }
-
-  /** Ends the session: both sockets, once, with the reason logged. */
-  close(reason: string): void {
-    if (this.state === 'closed') return;
-    const wasRelaying = this.state === 'relaying';
-    this.state = 'closed';
-    clearTimeout(this.idleTimer);
-    this.logger.debug(`session closed: ${reason}`);
-    this.upstream?.fail(new MailbridgeError(ErrorCode.SHUTTING_DOWN, 'session closed'));
-    const upstreamSocket = this.upstream?.connection;
-    if (wasRelaying) {
-      // Let buffered bytes drain: end() flushes, then the peer sees FIN.
-      this.client.end();
-      upstreamSocket?.end();
-      setTimeout(() => {
-        this.client.destroy();
-        upstreamSocket?.destroy();
-      }, 5000).unref();
-      return;
-    }
-    this.client.end();
-    setTimeout(() => this.client.destroy(), 1000).unref();
-    upstreamSocket?.destroy();
-  }
-
-  /** Polite goodbye at shutdown (RFC 9051 §7.1.5). */
-  shutdown(): void {
-    if (this.state !== 'relaying') this.sendLine('* BYE mailbridge is shutting down');
-    this.close('shutdown');
-  }
-
-  /** A getter, so TypeScript does not narrow `state` across the awaits that may close the session. */
-  private get closed(): boolean {
-    return this.state === 'closed';
-  }
-
-  private requireUpstream(): UpstreamChannel {
-    if (!this.upstream) throw new MailbridgeError(ErrorCode.UPSTREAM_PROTOCOL, 'no upstream connection');
-    return this.upstream;
-  }
-
-  private upstreamName(): string {
-    return this.options.server.serverAddress;
+  private tag(): string {
+    return `${this.tagPrefix}${this.nextTag++}`;
   }
 }
 

@@ -34,6 +34,15 @@ describe('IMAP client framing before login', () => {
     assert.deepEqual(kinds, ['line:a1 LOGIN {4+}', 'literal:a\r\nb', 'line: {2}', 'literal:pw', 'line:']);
   });
 
+  it('gives a {0} literal its own empty frame, so arguments keep their places', () => {
+    const framer = new CommandFramer(1024, 1024);
+    framer.push(Buffer.from('a1 LOGIN alice {0}\r\n\r\n'));
+    const kinds = frames(framer).map((f) =>
+      f.kind === 'line' ? `line:${f.text}` : `literal:${f.data.length}`,
+    );
+    assert.deepEqual(kinds, ['line:a1 LOGIN alice {0}', 'literal:0', 'line:']);
+  });
+
   it('returns literal data as it arrives', () => {
     const framer = new CommandFramer(1024, 1024);
     framer.push(Buffer.from('a1 ID {10}\r\n12345'));
