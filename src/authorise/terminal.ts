@@ -1,73 +1,56 @@
 import { createInterface, type Interface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import type { AccountConfig } from '../config/accounts.ts';
-import { ErrorCode, isMailbridgeError, MailbridgeError } from '../errors.ts';
+import { ErrorCode, isMailbridgeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { type AuthorisationRequest, parseRedirect } from '../oauth/authorisation-url.ts';
-import type { Authoriser } from './authoriser.ts';
+import type { FrontEnd, PendingAuthorisation } from './pending.ts';
 
 /**
  * `--external-auth`: the authorisation URL is printed, the person opens it in any browser (on any machine),
  * signs in, and pastes the address the browser was redirected to. Works on headless servers and over SSH.
  *
- * Standard input is one shared line stream, so requests are asked one at a time, oldest first. A paste that
- * does not fit is explained and asked for again rather than failing the waiting client.
+ * Standard input is one shared line stream, so code requests are asked one at a time, oldest first. A paste
+ * that does not fit is explained and asked for again rather than failing the waiting clients. Device codes
+ * are only shown: the token service polls for them.
  */
-export interface TerminalAuthoriserOptions {
+export interface TerminalOptions {
   input: Readable;
   output: Writable;
   logger: Logger;
 }
 
-interface Pending {
-  account: AccountConfig;
-  request: AuthorisationRequest;
-  resolve: (parameters: URLSearchParams) => void;
-  reject: (error: unknown) => void;
-}
-
-export class TerminalAuthoriser implements Authoriser {
-  private readonly queue: Pending[] = [];
+export class TerminalFrontEnd implements FrontEnd {
+  private readonly queue: PendingAuthorisation[] = [];
   private readonly lines: Interface;
   private closed = false;
 
-  constructor(private readonly options: TerminalAuthoriserOptions) {
+  constructor(private readonly options: TerminalOptions) {
     this.lines = createInterface({ input: options.input, terminal: false });
     this.lines.on('line', (line) => this.onLine(line));
     this.lines.on('close', () => this.onClose());
   }
 
-  authorise(
-    account: AccountConfig,
-    request: AuthorisationRequest,
-    signal: AbortSignal,
-  ): Promise<URLSearchParams> {
-    if (this.closed) {
-      return Promise.reject(
-        new MailbridgeError(
-          ErrorCode.OAUTH_AUTHORISATION_UNAVAILABLE,
-          `account '${account.username}' needs authorising but standard input is closed; run mailbridge in a terminal with --external-auth`,
-        ),
+  get completesCodeRequests(): boolean {
+    return !this.closed;
+  }
+
+  offer(pending: PendingAuthorisation): void {
+    if (pending.details.kind === 'device') {
+      this.options.output.write(
+        `\nTo authorise account ${pending.account.username}, visit ${pending.details.verificationUri} and enter the code ${pending.details.userCode}` +
+          `${pending.details.verificationUriComplete ? `\n(or open ${pending.details.verificationUriComplete})` : ''}\n`,
       );
+      return;
     }
-    return new Promise((resolve, reject) => {
-      const pending: Pending = { account, request, resolve, reject };
-      const onAbort = () => {
-        this.remove(pending);
-        reject(signal.reason);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      pending.resolve = (parameters) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(parameters);
-      };
-      this.queue.push(pending);
-      this.options.logger.info(
-        { account: account.username },
-        `authorisation needed for account '${account.username}': see the terminal prompt`,
-      );
-      if (this.queue.length === 1) this.prompt();
-    });
+    if (this.closed) return;
+    this.queue.push(pending);
+    if (this.queue.length === 1) this.prompt();
+  }
+
+  withdraw(pending: PendingAuthorisation): void {
+    const index = this.queue.indexOf(pending);
+    if (index === -1) return;
+    this.queue.splice(index, 1);
+    if (index === 0) this.prompt();
   }
 
   close(): void {
@@ -77,10 +60,9 @@ export class TerminalAuthoriser implements Authoriser {
   private prompt(): void {
     const current = this.queue[0];
     if (!current) return;
-    const { account, request } = current;
-    const start = account.redirectUri ?? 'your redirect_uri';
+    const start = current.account.redirectUri ?? 'your redirect_uri';
     this.options.output.write(
-      `\nPlease visit the following URL to authenticate account ${account.username}:\n${request.url}\n` +
+      `\nPlease visit the following URL to authenticate account ${current.account.username}:\n${current.url}\n` +
         `then paste here the full post-authentication URL from the browser's address bar (it should start with ${start}):\n`,
     );
   }
@@ -93,54 +75,51 @@ export class TerminalAuthoriser implements Authoriser {
       return;
     }
     try {
-      const parameters = parseRedirect(current.account, line, current.request.state);
+      current.complete(line);
       this.queue.shift();
-      current.resolve(parameters);
-      this.prompt();
     } catch (error: unknown) {
       if (!isMailbridgeError(error, ErrorCode.OAUTH_REDIRECT_MISMATCH)) {
+        // The provider's refusal carried by the redirect: this request has its answer.
         this.queue.shift();
-        current.reject(error);
-        this.prompt();
-        return;
+        current.fail(error);
+      } else {
+        this.options.output.write(`${error.message}\n`);
       }
-      this.options.output.write(`${error.message}\n`);
-      this.prompt();
     }
+    this.prompt();
   }
 
   private onClose(): void {
     this.closed = true;
-    for (const pending of this.queue.splice(0)) {
-      pending.reject(
-        new MailbridgeError(
-          ErrorCode.OAUTH_AUTHORISATION_UNAVAILABLE,
-          `standard input closed before account '${pending.account.username}' was authorised`,
-        ),
+    if (this.queue.length > 0) {
+      this.options.logger.warn(
+        `standard input closed with ${this.queue.length} authorisation(s) waiting; they stay open for other ways to authorise`,
       );
     }
-  }
-
-  private remove(pending: Pending): void {
-    const index = this.queue.indexOf(pending);
-    if (index === -1) return;
-    this.queue.splice(index, 1);
-    if (index === 0) this.prompt();
+    this.queue.splice(0);
   }
 }
 
-/** Without an interactive mode nobody can answer: say so at once and how to fix it, rather than hang. */
-export class UnattendedAuthoriser implements Authoriser {
+/** Every pending authorisation in the log, for daemons whose only window on the world is the journal. */
+export class LogFrontEnd implements FrontEnd {
+  readonly completesCodeRequests = false;
+
   constructor(private readonly logger: Logger) {}
 
-  async authorise(account: AccountConfig, request: AuthorisationRequest): Promise<URLSearchParams> {
+  offer(pending: PendingAuthorisation): void {
+    const account = pending.account.username;
+    if (pending.details.kind === 'device') {
+      this.logger.warn(
+        { account, url: pending.details.verificationUri, userCode: pending.details.userCode },
+        `account '${account}' needs authorising: visit ${pending.details.verificationUri} and enter the code ${pending.details.userCode}`,
+      );
+      return;
+    }
     this.logger.warn(
-      { account: account.username, url: request.url },
-      `account '${account.username}' needs authorising: restart mailbridge with --external-auth to paste the redirect URL in the terminal`,
-    );
-    throw new MailbridgeError(
-      ErrorCode.OAUTH_AUTHORISATION_UNAVAILABLE,
-      `account '${account.username}' needs authorising; run mailbridge with --external-auth and follow the prompt`,
+      { account, url: pending.url },
+      `account '${account}' needs authorising: open the URL, sign in, and give mailbridge the redirect URL (terminal with --external-auth, or the redirect listener with --local-server-auth)`,
     );
   }
+
+  withdraw(): void {}
 }

@@ -27,7 +27,10 @@ const serveCommand = program
     '--external-auth',
     'authorise accounts in this terminal: open the printed URL, paste the redirect URL back',
   )
-  .option('--local-server-auth', 'not supported yet; accepted so existing service files keep starting')
+  .option(
+    '--local-server-auth',
+    'catch the authorisation redirect with a local web server on the redirect_uri port',
+  )
   .option('--log-file <path>', 'append logs to this file instead of standard error')
   .option('--log-format <format>', 'log format: text or json', 'text')
   .option('--debug', 'log protocol traffic (credentials removed) and more detail')

@@ -1,5 +1,4 @@
-import type { Authoriser } from '../authorise/authoriser.ts';
-import { TerminalAuthoriser, UnattendedAuthoriser } from '../authorise/terminal.ts';
+import { createAuthorisations } from '../authorise/front-ends.ts';
 import { ConfigStore } from '../config/store.ts';
 import { describeError, isMailbridgeError } from '../errors.ts';
 import { createLogger, type LogFormat } from '../log.ts';
@@ -41,24 +40,18 @@ export async function serve(flags: ServeFlags): Promise<number> {
     return ExitCode.CONFIG;
   }
   logger.info(`mailbridge starting with configuration ${store.configPath}${flags.debug ? ' (debug)' : ''}`);
-  if (flags.localServerAuth) {
-    logger.warn('--local-server-auth is not supported yet: use --external-auth to paste the redirect URL');
-  }
-
-  let terminal: TerminalAuthoriser | undefined;
-  let authoriser: Authoriser;
-  if (flags.externalAuth) {
-    terminal = new TerminalAuthoriser({ input: process.stdin, output: process.stdout, logger });
-    authoriser = terminal;
-  } else {
-    authoriser = new UnattendedAuthoriser(logger);
-  }
+  const frontEnds = createAuthorisations({
+    externalAuth: flags.externalAuth ?? false,
+    localServerAuth: flags.localServerAuth ?? false,
+    globals: store.globals(),
+    logger,
+  });
   const resolver = new HostResolver({ logger });
   const tokens = new TokenService({
     store,
     deriver: new KeyDeriver(),
     tokenClient: new TokenClient(),
-    authoriser,
+    authorisations: frontEnds.authorisations,
     logger,
   });
   const proxy = new MailProxy({ store, tokens, resolver, logger });
@@ -66,7 +59,7 @@ export async function serve(flags: ServeFlags): Promise<number> {
     await proxy.start();
   } catch (error: unknown) {
     logger.fatal(describeError(error));
-    terminal?.close();
+    frontEnds.close();
     return isMailbridgeError(error) ? ExitCode.CONFIG : ExitCode.RUNTIME;
   }
   logger.info('mailbridge ready: connect your email client to begin');
@@ -76,7 +69,7 @@ export async function serve(flags: ServeFlags): Promise<number> {
       logger.info(`received ${signal}: stopping`);
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
-      terminal?.close();
+      frontEnds.close();
       proxy.stop().then(
         () => resolve(ExitCode.OK),
         (error: unknown) => {

@@ -11,20 +11,45 @@ export interface GlobalOptions {
   encryptClientSecretOnFirstUse: boolean;
   useLoginPasswordAsClientCredentialsSecret: boolean;
   allowCatchAllAccounts: boolean;
+  /** How long a client waits for a person to authorise before it gets a clean failure (the request stays open). */
+  authorisationWaitSeconds: number;
+  /** A shell command run when an account needs a person, and again every notify interval while it waits. */
+  authorisationNotifyCommand: string | undefined;
+  authorisationNotifyIntervalSeconds: number;
 }
 
 export const GLOBAL_SECTION = 'emailproxy';
 
+/** The original's AUTHENTICATION_TIMEOUT. */
+const DEFAULT_AUTHORISATION_WAIT_S = 600;
+const DEFAULT_NOTIFY_INTERVAL_S = 300;
+
 export function readGlobals(doc: IniDocument): GlobalOptions {
-  const flag = (key: string) => {
-    const value = doc.hasSection(GLOBAL_SECTION) ? doc.get(GLOBAL_SECTION, key) : undefined;
-    return value === undefined ? false : (parseBoolean(value) ?? false);
+  const text = (key: string) => {
+    const value = doc.hasSection(GLOBAL_SECTION) ? doc.get(GLOBAL_SECTION, key)?.trim() : undefined;
+    return value ? value : undefined;
+  };
+  const flag = (key: string) => parseBoolean(text(key) ?? '') ?? false;
+  const seconds = (key: string, fallback: number) => {
+    const value = text(key);
+    if (value === undefined) return fallback;
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed <= 0) {
+      throw new MailbridgeError(
+        ErrorCode.CONFIG_INVALID,
+        `[${GLOBAL_SECTION}] ${key} = '${value}' is not a whole number of seconds`,
+      );
+    }
+    return parsed;
   };
   return {
     deleteAccountTokenOnPasswordError: flag('delete_account_token_on_password_error'),
     encryptClientSecretOnFirstUse: flag('encrypt_client_secret_on_first_use'),
     useLoginPasswordAsClientCredentialsSecret: flag('use_login_password_as_client_credentials_secret'),
     allowCatchAllAccounts: flag('allow_catch_all_accounts'),
+    authorisationWaitSeconds: seconds('authorisation_wait', DEFAULT_AUTHORISATION_WAIT_S),
+    authorisationNotifyCommand: text('authorisation_notify_command'),
+    authorisationNotifyIntervalSeconds: seconds('authorisation_notify_interval', DEFAULT_NOTIFY_INTERVAL_S),
   };
 }
 
@@ -43,6 +68,18 @@ export interface AccountConfig {
   clientSecret: string | undefined;
   clientSecretEncrypted: string | undefined;
   usePkce: boolean;
+  /** `oauth2_resource`, sent with the password grant (Azure China). */
+  resource: string | undefined;
+  /** Certificate credentials instead of a client secret (Microsoft): PEM paths. */
+  jwtCertificatePath: string | undefined;
+  jwtKeyPath: string | undefined;
+}
+
+/** Grants that need nobody at a browser: the token comes from the token endpoint alone. */
+export const DIRECT_FLOWS = ['client_credentials', 'password', 'service_account'] as const;
+
+export function isDirectFlow(flow: string): boolean {
+  return (DIRECT_FLOWS as readonly string[]).includes(flow);
 }
 
 /** The cached token fields of an account section, as email-oauth2-proxy writes them (§3.1). */
@@ -63,50 +100,77 @@ export function isAccountSection(name: string): boolean {
 }
 
 /**
- * The configured account for a login name. Lookup is by exact, case-sensitive section name, as the
- * original does; undefined when there is none.
+ * The sections an account's settings come from, most specific first: its own, then with
+ * allow_catch_all_accounts `[@domain]` and `[@]` (email-oauth2-proxy §2.3). Empty when none exists. Lookup is
+ * by exact, case-sensitive section name, as the original does.
  */
-export function findAccount(doc: IniDocument, username: string): AccountConfig | undefined {
-  if (!isAccountSection(username) || !doc.hasSection(username)) return undefined;
+export function accountSections(doc: IniDocument, username: string, allowCatchAll: boolean): string[] {
+  if (!isAccountSection(username)) return [];
+  const domain = username.slice(username.lastIndexOf('@'));
+  const candidates = allowCatchAll ? [username, domain, '@'] : [username];
+  return candidates.filter((section) => doc.hasSection(section));
+}
+
+/** The configured account for a login name; undefined when there is none. */
+export function findAccount(
+  doc: IniDocument,
+  username: string,
+  allowCatchAll = false,
+): AccountConfig | undefined {
+  const sections = accountSections(doc, username, allowCatchAll);
+  if (sections.length === 0) return undefined;
   const value = (key: string) => {
-    const text = doc.get(username, key)?.trim();
-    return text ? text : undefined;
+    for (const section of sections) {
+      const text = doc.get(section, key)?.trim();
+      if (text) return text;
+    }
+    return undefined;
   };
+  const where =
+    sections.length > 1 || sections[0] !== username
+      ? ` (settings from ${sections.map((s) => `[${s}]`).join(', ')})`
+      : '';
+  const incomplete = (problem: string) =>
+    new MailbridgeError(ErrorCode.ACCOUNT_INCOMPLETE, `account '${username}'${where} ${problem}`);
   const tokenUrl = value('token_url');
-  const scope = value('oauth2_scope');
   const clientId = value('client_id');
-  if (!tokenUrl || !scope || !clientId) {
-    throw new MailbridgeError(
-      ErrorCode.ACCOUNT_INCOMPLETE,
-      `account '${username}' is incomplete: set at least token_url, oauth2_scope and client_id in its section`,
-    );
+  const permissionUrl = value('permission_url');
+  const configuredFlow = value('oauth2_flow');
+  // With a permission_url every flow but the device grant is the authorisation-code grant (§2.3).
+  const flow =
+    permissionUrl && configuredFlow !== 'device' ? 'authorization_code' : (configuredFlow ?? undefined);
+  const scope = value('oauth2_scope') ?? '';
+  const resource = value('oauth2_resource');
+  if (!tokenUrl || !clientId || (!scope && !(flow === 'password' && resource))) {
+    throw incomplete('is incomplete: set at least token_url, oauth2_scope and client_id');
+  }
+  if (!flow) {
+    throw incomplete('has no permission_url: set oauth2_flow to the grant to use (e.g. client_credentials)');
   }
   checkEndpoint(username, 'token_url', tokenUrl);
-  const permissionUrl = value('permission_url');
   if (permissionUrl) checkEndpoint(username, 'permission_url', permissionUrl);
-  const flow = value('oauth2_flow') ?? (permissionUrl ? 'authorization_code' : undefined);
-  if (!flow) {
-    throw new MailbridgeError(
-      ErrorCode.ACCOUNT_INCOMPLETE,
-      `account '${username}' has no permission_url: set oauth2_flow to the grant to use (e.g. client_credentials)`,
-    );
-  }
   const pkce = value('use_pkce');
   return {
+    // Tokens always live in the user's own section, created on first save for a catch-all account.
     section: username,
     username,
     permissionUrl,
     tokenUrl,
     scope,
-    // With a permission_url every flow but the device grant is the authorisation-code grant (§2.3).
-    flow: permissionUrl && flow !== 'device' ? 'authorization_code' : flow,
+    flow,
     redirectUri: value('redirect_uri'),
     redirectListenAddress: value('redirect_listen_address'),
     clientId,
     clientSecret: value('client_secret'),
-    clientSecretEncrypted: value('client_secret_encrypted'),
+    // Written by mailbridge into the user's own section only.
+    clientSecretEncrypted: doc.hasSection(username)
+      ? doc.get(username, 'client_secret_encrypted')?.trim() || undefined
+      : undefined,
     // The original enables PKCE for any non-empty value, `False` included; we read it as a boolean.
     usePkce: pkce === undefined ? false : (parseBoolean(pkce) ?? true),
+    resource,
+    jwtCertificatePath: value('jwt_certificate_path'),
+    jwtKeyPath: value('jwt_key_path'),
   };
 }
 

@@ -23,6 +23,12 @@ import { readServers, type ServerConfig } from './servers.ts';
  */
 export type CachedTokens = Partial<Record<CachedKey, string>>;
 
+/**
+ * Cached keys to set (a string) or remove (undefined); `client_secret` too, which
+ * encrypt_client_secret_on_first_use removes from the account's own section once it is stored encrypted.
+ */
+export type TokenChanges = Partial<Record<CachedKey | 'client_secret', string | undefined>>;
+
 export interface ConfigStoreOptions {
   configPath: string;
   cachePath?: string;
@@ -66,7 +72,7 @@ export class ConfigStore {
   }
 
   account(username: string): AccountConfig | undefined {
-    return findAccount(this.config, username);
+    return findAccount(this.config, username, this.globals().allowCatchAllAccounts);
   }
 
   /** The cached fields of an account: from the cache file when there is one, else from its own section. */
@@ -85,10 +91,7 @@ export class ConfigStore {
    * Sets (string) or removes (undefined) cached fields of one account and writes the file atomically.
    * The change is applied in memory at once, so a failing disk never loses a token in the running daemon.
    */
-  async saveTokens(
-    section: string,
-    changes: CachedTokens | Record<CachedKey, string | undefined>,
-  ): Promise<void> {
+  async saveTokens(section: string, changes: TokenChanges): Promise<void> {
     applyChanges(this.cache ?? this.config, section, changes);
     const path = this.cachePath;
     const save = this.saving.then(async () => {
@@ -111,11 +114,7 @@ export class ConfigStore {
   }
 }
 
-function applyChanges(
-  doc: IniDocument,
-  section: string,
-  changes: Partial<Record<CachedKey, string | undefined>>,
-): void {
+function applyChanges(doc: IniDocument, section: string, changes: TokenChanges): void {
   if (!doc.hasSection(section)) doc.addSection(section);
   for (const [key, value] of Object.entries(changes)) {
     if (value === undefined) doc.remove(section, key);

@@ -1,6 +1,7 @@
 import * as oauth from 'oauth4webapi';
 import type { AccountConfig } from '../config/accounts.ts';
 import { ErrorCode, MailbridgeError } from '../errors.ts';
+import { explainProviderError } from './provider-errors.ts';
 
 /**
  * Calls to the token endpoint (RFC 6749 §4.1.3, §6) through oauth4webapi, with errors sorted into what the
@@ -14,24 +15,46 @@ export interface TokenSet {
   refreshToken: string | undefined;
 }
 
+/** How the client proves itself to the token endpoint. */
+export type ClientCredential =
+  | { kind: 'none' }
+  | { kind: 'secret'; secret: string }
+  /** RFC 7523 §2.2 (`private_key_jwt`): a fresh signed assertion per request. */
+  | { kind: 'assertion'; assertion: () => string };
+
+export interface DeviceAuthorisation {
+  deviceCode: string;
+  userCode: string;
+  verificationUri: string;
+  verificationUriComplete: string | undefined;
+  /** Seconds the device code is valid for. */
+  expiresIn: number;
+  /** Seconds to wait between polls (RFC 8628 §3.5). */
+  interval: number;
+}
+
+/** One poll of the device flow: tokens, or what RFC 8628 §3.5 says to do next. */
+export type DevicePoll = { tokens: TokenSet } | { pending: 'authorization_pending' | 'slow_down' };
+
 export interface TokenClientOptions {
   fetch?: typeof fetch;
   timeoutMs?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 export class TokenClient {
   constructor(private readonly options: TokenClientOptions = {}) {}
 
   async exchangeCode(
     account: AccountConfig,
-    clientSecret: string | undefined,
+    credential: ClientCredential,
     callback: URLSearchParams,
     state: string,
     codeVerifier: string | undefined,
   ): Promise<TokenSet> {
-    const { as, client, auth, request } = this.setup(account, clientSecret);
+    const { as, client, auth, request } = this.setup(account, credential);
     return this.call(account, 'exchanging the authorisation code', async () => {
       const parameters = oauth.validateAuthResponse(as, client, callback, state);
       const response = await oauth.authorizationCodeGrantRequest(
@@ -49,34 +72,128 @@ export class TokenClient {
 
   async refresh(
     account: AccountConfig,
-    clientSecret: string | undefined,
+    credential: ClientCredential,
     refreshToken: string,
   ): Promise<TokenSet> {
-    const { as, client, auth, request } = this.setup(account, clientSecret);
+    const { as, client, auth, request } = this.setup(account, credential);
     return this.call(account, 'refreshing the access token', async () => {
       const response = await oauth.refreshTokenGrantRequest(as, client, auth, refreshToken, request);
       return oauth.processRefreshTokenResponse(as, client, response);
     });
   }
 
-  private setup(account: AccountConfig, clientSecret: string | undefined) {
+  /** RFC 6749 §4.4; Microsoft's client credentials for a mailbox. */
+  async clientCredentials(account: AccountConfig, credential: ClientCredential): Promise<TokenSet> {
+    return this.generic(account, credential, 'client_credentials', this.scopeParameters(account));
+  }
+
+  /** RFC 6749 §4.3 (ROPC); `oauth2_resource` for the Azure China (21Vianet) variant. */
+  async passwordGrant(
+    account: AccountConfig,
+    credential: ClientCredential,
+    username: string,
+    password: string,
+  ): Promise<TokenSet> {
+    return this.generic(account, credential, 'password', {
+      ...this.scopeParameters(account),
+      username,
+      password,
+    });
+  }
+
+  /** RFC 7523 §2.1, as Google service accounts use it. */
+  async jwtBearer(account: AccountConfig, assertion: string): Promise<TokenSet> {
+    return this.generic(account, { kind: 'none' }, JWT_BEARER, { assertion });
+  }
+
+  /** RFC 8628 §3.1: permission_url is the device authorisation endpoint. */
+  async startDevice(account: AccountConfig, credential: ClientCredential): Promise<DeviceAuthorisation> {
+    const { as, client, auth, request } = this.setup(account, credential);
+    try {
+      const response = await oauth.deviceAuthorizationRequest(
+        as,
+        client,
+        auth,
+        { scope: account.scope, login_hint: account.username },
+        request,
+      );
+      const result = await oauth.processDeviceAuthorizationResponse(as, client, response);
+      return {
+        deviceCode: result.device_code,
+        userCode: result.user_code,
+        verificationUri: result.verification_uri,
+        verificationUriComplete: result.verification_uri_complete,
+        expiresIn: result.expires_in,
+        interval: result.interval ?? 5,
+      };
+    } catch (error: unknown) {
+      throw classify(account, 'starting the device authorisation', await withErrorBody(error));
+    }
+  }
+
+  /** One poll of the device code (RFC 8628 §3.4). */
+  async pollDevice(
+    account: AccountConfig,
+    credential: ClientCredential,
+    deviceCode: string,
+  ): Promise<DevicePoll> {
+    const { as, client, auth, request } = this.setup(account, credential);
+    try {
+      const response = await oauth.deviceCodeGrantRequest(as, client, auth, deviceCode, request);
+      return { tokens: toTokenSet(await oauth.processDeviceCodeResponse(as, client, response)) };
+    } catch (error: unknown) {
+      const body = await withErrorBody(error);
+      const code = (body as { error?: unknown }).error;
+      if (code === 'authorization_pending' || code === 'slow_down') return { pending: code };
+      throw classify(account, 'waiting for the device authorisation', body);
+    }
+  }
+
+  private scopeParameters(account: AccountConfig): Record<string, string> {
+    const parameters: Record<string, string> = {};
+    if (account.scope) parameters.scope = account.scope;
+    if (account.resource) parameters.resource = account.resource;
+    return parameters;
+  }
+
+  private async generic(
+    account: AccountConfig,
+    credential: ClientCredential,
+    grantType: string,
+    parameters: Record<string, string>,
+  ): Promise<TokenSet> {
+    const { as, client, auth, request } = this.setup(account, credential);
+    return this.call(account, `requesting a token (${grantType})`, async () => {
+      const response = await oauth.genericTokenEndpointRequest(
+        as,
+        client,
+        auth,
+        grantType,
+        parameters,
+        request,
+      );
+      return oauth.processGenericTokenEndpointResponse(as, client, response);
+    });
+  }
+
+  private setup(account: AccountConfig, credential: ClientCredential) {
     const tokenUrl = new URL(account.tokenUrl);
     // Plain http is allowed only on loopback; findAccount has refused it anywhere else.
     const insecure = tokenUrl.protocol === 'http:';
     const as: oauth.AuthorizationServer = {
       issuer: tokenUrl.origin,
       token_endpoint: account.tokenUrl,
-      authorization_endpoint: account.permissionUrl,
+      authorization_endpoint: account.flow === 'device' ? undefined : account.permissionUrl,
+      device_authorization_endpoint: account.flow === 'device' ? account.permissionUrl : undefined,
     };
     const client: oauth.Client = { client_id: account.clientId };
-    const auth = clientSecret ? oauth.ClientSecretPost(clientSecret) : oauth.None();
     const timeoutMs = this.options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const request: oauth.TokenEndpointRequestOptions = {
       signal: () => AbortSignal.timeout(timeoutMs),
       [oauth.allowInsecureRequests]: insecure,
       [oauth.customFetch]: withoutIdToken(this.options.fetch ?? fetch),
     };
-    return { as, client, auth, request };
+    return { as, client, auth: clientAuth(credential), request };
   }
 
   private async call(
@@ -84,17 +201,34 @@ export class TokenClient {
     doing: string,
     run: () => Promise<oauth.TokenEndpointResponse>,
   ): Promise<TokenSet> {
-    let response: oauth.TokenEndpointResponse;
     try {
-      response = await run();
+      return toTokenSet(await run());
     } catch (error: unknown) {
       throw classify(account, doing, await withErrorBody(error));
     }
-    return {
-      accessToken: response.access_token,
-      expiresIn: typeof response.expires_in === 'number' ? response.expires_in : undefined,
-      refreshToken: response.refresh_token,
-    };
+  }
+}
+
+function toTokenSet(response: oauth.TokenEndpointResponse): TokenSet {
+  return {
+    accessToken: response.access_token,
+    expiresIn: typeof response.expires_in === 'number' ? response.expires_in : undefined,
+    refreshToken: response.refresh_token,
+  };
+}
+
+function clientAuth(credential: ClientCredential): oauth.ClientAuth {
+  switch (credential.kind) {
+    case 'secret':
+      return oauth.ClientSecretPost(credential.secret);
+    case 'assertion':
+      return (_as, client, body) => {
+        body.set('client_id', client.client_id);
+        body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+        body.set('client_assertion', credential.assertion());
+      };
+    default:
+      return oauth.None();
   }
 }
 
@@ -138,7 +272,8 @@ function classify(account: AccountConfig, doing: string, error: unknown): Mailbr
   const who = `account '${account.username}'`;
   if (error instanceof MailbridgeError) return error;
   if (error instanceof oauth.ResponseBodyError || isErrorBody(error)) {
-    const detail = `${error.error}${error.error_description ? `: ${error.error_description}` : ''}`;
+    const remedy = explainProviderError(error.error, error.error_description);
+    const detail = `${error.error}${error.error_description ? `: ${error.error_description}` : ''}${remedy ? ` - ${remedy}` : ''}`;
     // 429 and 5xx say "not now", not "never": tokens are kept and the next login tries again.
     if (error.status >= 500 || error.status === 429) {
       return new MailbridgeError(

@@ -1,11 +1,12 @@
-import type { Authoriser } from '../authorise/authoriser.ts';
-import type { AccountConfig } from '../config/accounts.ts';
-import type { CachedTokens, ConfigStore } from '../config/store.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Authorisations, PendingAuthorisation } from '../authorise/pending.ts';
+import { type AccountConfig, isDirectFlow } from '../config/accounts.ts';
+import type { CachedTokens, ConfigStore, TokenChanges } from '../config/store.ts';
 import { describeError, ErrorCode, isMailbridgeError, MailbridgeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { Limits } from '../net/limits.ts';
 import { buildAuthorisationRequest } from '../oauth/authorisation-url.ts';
-import type { TokenClient, TokenSet } from '../oauth/token-client.ts';
+import { clientCredential, serviceAccountJwt } from '../oauth/client-credential.ts';
+import type { ClientCredential, DeviceAuthorisation, TokenClient, TokenSet } from '../oauth/token-client.ts';
 import { Cryptographer, CURRENT_ITERATIONS } from './cryptographer.ts';
 import type { KeyDeriver } from './key-derivation.ts';
 import { KeyedLock } from './keyed-lock.ts';
@@ -13,17 +14,17 @@ import { KeyedLock } from './keyed-lock.ts';
 /**
  * From a client's login name and password to a usable access token (email-oauth2-proxy §3.4), with these
  * differences: a wrong password keeps the tokens unless the operator asked otherwise; a network failure is
- * never taken for a dead token; a refused refresh token is replaced only when new tokens arrive.
+ * never taken for a dead token; a refused refresh token is replaced only when new tokens arrive; and an
+ * account has one authorisation open at a time, however many clients wait for it.
  */
 export interface TokenServiceOptions {
   store: ConfigStore;
   deriver: KeyDeriver;
   tokenClient: TokenClient;
-  authoriser: Authoriser;
+  authorisations: Authorisations;
   logger: Logger;
   /** Unix seconds; injected so tests need no sleeps. */
   now?: () => number;
-  authorisationWaitMs?: number;
 }
 
 export interface AccessGrant {
@@ -46,6 +47,8 @@ export interface TokenRequestOptions {
 const EXPIRY_MARGIN_S = 600;
 /** The original's default when the provider gives no expires_in. */
 const DEFAULT_LIFETIME_S = 3600;
+/** An authorisation-code request stays open this long for the person, whether or not a client still waits. */
+const CODE_REQUEST_LIFETIME_MS = 60 * 60 * 1000;
 
 export class TokenService {
   private readonly lock = new KeyedLock();
@@ -85,15 +88,26 @@ export class TokenService {
     const cached = this.options.store.cachedTokens(account.section);
     let crypto = await this.cryptographer(password, cached);
     const decrypt = (value: string) => crypto.decrypt(value);
-    let clientSecret: string | undefined;
+    let secret: string | undefined;
     try {
       await this.rotateIfNeeded(account, crypto, cached);
-      clientSecret =
+      secret =
         account.clientSecret ??
         (account.clientSecretEncrypted ? decrypt(account.clientSecretEncrypted) : undefined);
     } catch (error: unknown) {
       throw this.wrongPassword(account, error);
     }
+    if (
+      !secret &&
+      account.flow === 'client_credentials' &&
+      this.options.store.globals().useLoginPasswordAsClientCredentialsSecret
+    ) {
+      secret = password;
+    }
+    const credential =
+      account.flow === 'service_account'
+        ? ({ kind: 'none' } as const)
+        : await clientCredential(account, secret, this.now);
 
     const now = this.now();
     const expiry = Number(cached.access_token_expiry ?? 0);
@@ -105,9 +119,9 @@ export class TokenService {
       if (cached.refresh_token) {
         const refreshToken = decrypt(cached.refresh_token);
         try {
-          const tokens = await this.options.tokenClient.refresh(account, clientSecret, refreshToken);
+          const tokens = await this.options.tokenClient.refresh(account, credential, refreshToken);
           logger.info(`refreshed the access token of account '${account.username}'`);
-          return { account, accessToken: await this.save(account, crypto, tokens), fromCache: false };
+          return { account, accessToken: await this.save(account, crypto, tokens, secret), fromCache: false };
         } catch (error: unknown) {
           const grantInvalid = isMailbridgeError(error, ErrorCode.OAUTH_GRANT_INVALID);
           const stillValid = cached.access_token && expiry > now && options.rejectedAccessToken === undefined;
@@ -122,18 +136,20 @@ export class TokenService {
           }
           if (!grantInvalid) throw error;
           logger.warn(
-            { error: error.message },
+            { error: describeError(error) },
             `the refresh token of account '${account.username}' was refused: it must be authorised again`,
           );
         }
       } else if (cached.access_token) {
-        // Without a refresh token, a stale access token still proves the password before we ask the user.
+        // Without a refresh token, a stale access token still proves the password before we go further.
         decrypt(cached.access_token);
       }
     } catch (error: unknown) {
       if (!isMailbridgeError(error, ErrorCode.TOKEN_WRONG_PASSWORD)) throw error;
-      if (!this.options.store.globals().deleteAccountTokenOnPasswordError)
-        throw this.wrongPassword(account, error);
+      // As the original: never for grants that need no person, where the password may be the client secret.
+      const mayDelete =
+        this.options.store.globals().deleteAccountTokenOnPasswordError && !isDirectFlow(account.flow);
+      if (!mayDelete) throw this.wrongPassword(account, error);
       logger.warn(
         `wrong password for account '${account.username}': deleting its cached tokens (delete_account_token_on_password_error = True)`,
       );
@@ -146,49 +162,193 @@ export class TokenService {
       });
       crypto = await this.cryptographer(password, {});
     }
-    return { account, accessToken: await this.authorise(account, crypto, clientSecret), fromCache: false };
+    if (isDirectFlow(account.flow)) {
+      const tokens = await this.directGrant(account, credential, password);
+      return { account, accessToken: await this.save(account, crypto, tokens, secret), fromCache: false };
+    }
+    return {
+      account,
+      accessToken: await this.authorise(account, crypto, credential, secret),
+      fromCache: false,
+    };
   }
 
-  private async authorise(account: AccountConfig, crypto: Cryptographer, clientSecret: string | undefined) {
-    if (account.flow !== 'authorization_code') {
+  /** Grants that need nobody at a browser. */
+  private async directGrant(
+    account: AccountConfig,
+    credential: ClientCredential,
+    password: string,
+  ): Promise<TokenSet> {
+    const client = this.options.tokenClient;
+    switch (account.flow) {
+      case 'client_credentials':
+        return client.clientCredentials(account, credential);
+      case 'password':
+        return client.passwordGrant(account, credential, account.username, password);
+      default:
+        return client.jwtBearer(account, await serviceAccountJwt(account, account.username, this.now()));
+    }
+  }
+
+  /**
+   * Asks a person, through every front end at once; a client waits at most authorisation_wait seconds, while
+   * the request stays open for the person and completes for whoever logs in next.
+   */
+  private async authorise(
+    account: AccountConfig,
+    crypto: Cryptographer,
+    credential: ClientCredential,
+    secret: string | undefined,
+  ): Promise<string> {
+    const { authorisations } = this.options;
+    if (account.flow === 'authorization_code' && !authorisations.canCompleteCodeRequests) {
+      throw new MailbridgeError(
+        ErrorCode.OAUTH_AUTHORISATION_UNAVAILABLE,
+        `account '${account.username}' needs authorising; run mailbridge with --external-auth (paste the redirect URL in the terminal) or --local-server-auth`,
+      );
+    }
+    if (account.flow !== 'authorization_code' && account.flow !== 'device') {
       throw new MailbridgeError(
         ErrorCode.ACCOUNT_INCOMPLETE,
-        `account '${account.username}': oauth2_flow '${account.flow}' is not supported yet; use the authorisation-code flow (permission_url and redirect_uri)`,
+        `account '${account.username}': oauth2_flow '${account.flow}' is not one mailbridge knows (authorization_code, device, client_credentials, password, service_account)`,
       );
     }
-    const request = buildAuthorisationRequest(account);
-    const waitMs = this.options.authorisationWaitMs ?? Limits.authorisationWaitMs;
-    const signal = AbortSignal.timeout(waitMs);
-    let callback: URLSearchParams;
-    try {
-      callback = await this.options.authoriser.authorise(account, request, signal);
-    } catch (error: unknown) {
-      if (signal.aborted) {
-        throw new MailbridgeError(
-          ErrorCode.OAUTH_AUTHORISATION_TIMEOUT,
-          `account '${account.username}' was not authorised within ${waitMs / 1000} s`,
-        );
-      }
-      throw error;
-    }
-    const tokens = await this.options.tokenClient.exchangeCode(
-      account,
-      clientSecret,
-      callback,
-      request.state,
-      request.codeVerifier,
+    const job = authorisations.join(account.section, (publish) =>
+      account.flow === 'device'
+        ? this.deviceFlow(account, crypto, credential, secret, publish)
+        : this.codeFlow(account, crypto, credential, secret, publish),
     );
-    if (!tokens.refreshToken) {
-      this.options.logger.warn(
-        { account: account.username },
-        `no refresh token returned for account '${account.username}': it must be authorised again when the access token expires (does oauth2_scope allow offline use, e.g. offline_access?)`,
+    const waitMs = this.options.store.globals().authorisationWaitSeconds * 1000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new MailbridgeError(
+              ErrorCode.OAUTH_AUTHORISATION_TIMEOUT,
+              `account '${account.username}' is not authorised yet (waited ${waitMs / 1000} s); the request stays open - authorise, then log in again`,
+            ),
+          ),
+        waitMs,
       );
+      // A client's wait never keeps a stopping daemon alive.
+      timer.unref();
+    });
+    try {
+      return await Promise.race([job, timeout]);
+    } finally {
+      clearTimeout(timer);
     }
-    this.options.logger.info({ account: account.username }, `account '${account.username}' authorised`);
-    return this.save(account, crypto, tokens);
   }
 
-  private async save(account: AccountConfig, crypto: Cryptographer, tokens: TokenSet): Promise<string> {
+  private async codeFlow(
+    account: AccountConfig,
+    crypto: Cryptographer,
+    credential: ClientCredential,
+    secret: string | undefined,
+    publish: (pending: PendingAuthorisation) => void,
+  ): Promise<string> {
+    const request = buildAuthorisationRequest(account);
+    const pending = new PendingAuthorisation(
+      account,
+      { kind: 'code', request },
+      Date.now() + CODE_REQUEST_LIFETIME_MS,
+    );
+    publish(pending);
+    const expiry = setTimeout(
+      () =>
+        pending.fail(
+          new MailbridgeError(
+            ErrorCode.OAUTH_AUTHORISATION_TIMEOUT,
+            `the authorisation request for '${account.username}' expired unanswered`,
+          ),
+        ),
+      CODE_REQUEST_LIFETIME_MS,
+    );
+    expiry.unref();
+    try {
+      const callback = await pending.result;
+      const tokens = await this.options.tokenClient.exchangeCode(
+        account,
+        credential,
+        callback,
+        request.state,
+        request.codeVerifier,
+      );
+      this.warnIfNoRefreshToken(account, tokens);
+      this.options.logger.info({ account: account.username }, `account '${account.username}' authorised`);
+      return await this.save(account, crypto, tokens, secret);
+    } finally {
+      clearTimeout(expiry);
+    }
+  }
+
+  /** RFC 8628: show the code, poll at the given interval, five seconds slower after each slow_down. */
+  private async deviceFlow(
+    account: AccountConfig,
+    crypto: Cryptographer,
+    credential: ClientCredential,
+    secret: string | undefined,
+    publish: (pending: PendingAuthorisation) => void,
+  ): Promise<string> {
+    const client = this.options.tokenClient;
+    const device: DeviceAuthorisation = await client.startDevice(account, credential);
+    const deadline = Date.now() + device.expiresIn * 1000;
+    const pending = new PendingAuthorisation(
+      account,
+      {
+        kind: 'device',
+        userCode: device.userCode,
+        verificationUri: device.verificationUri,
+        verificationUriComplete: device.verificationUriComplete,
+      },
+      deadline,
+    );
+    publish(pending);
+    let interval = device.interval;
+    while (Date.now() < deadline && !pending.settled) {
+      await sleep(interval * 1000, undefined, { ref: false });
+      let poll: Awaited<ReturnType<TokenClient['pollDevice']>>;
+      try {
+        poll = await client.pollDevice(account, credential, device.deviceCode);
+      } catch (error: unknown) {
+        if (!isMailbridgeError(error, ErrorCode.OAUTH_NETWORK)) throw error;
+        // The code stays valid across a network blip: keep polling, a little slower.
+        this.options.logger.warn(
+          { error: describeError(error) },
+          'device authorisation poll failed; retrying',
+        );
+        interval += 5;
+        continue;
+      }
+      if ('tokens' in poll) {
+        pending.finish();
+        this.warnIfNoRefreshToken(account, poll.tokens);
+        this.options.logger.info({ account: account.username }, `account '${account.username}' authorised`);
+        return this.save(account, crypto, poll.tokens, secret);
+      }
+      if (poll.pending === 'slow_down') interval += 5;
+    }
+    throw new MailbridgeError(
+      ErrorCode.OAUTH_AUTHORISATION_TIMEOUT,
+      `the device code for '${account.username}' expired before anyone entered it`,
+    );
+  }
+
+  private warnIfNoRefreshToken(account: AccountConfig, tokens: TokenSet): void {
+    if (tokens.refreshToken) return;
+    this.options.logger.warn(
+      { account: account.username },
+      `no refresh token returned for account '${account.username}': it must be authorised again when the access token expires (does oauth2_scope allow offline use, e.g. offline_access?)`,
+    );
+  }
+
+  private async save(
+    account: AccountConfig,
+    crypto: Cryptographer,
+    tokens: TokenSet,
+    secret: string | undefined,
+  ): Promise<string> {
     const now = this.now();
     if (tokens.expiresIn === undefined) {
       this.options.logger.warn(
@@ -196,7 +356,7 @@ export class TokenService {
         `no token expiry time returned for '${account.username}': assuming ${DEFAULT_LIFETIME_S} seconds`,
       );
     }
-    const changes: CachedTokens = {
+    const changes: TokenChanges = {
       token_salt: crypto.saltBase64,
       token_iterations: String(CURRENT_ITERATIONS),
       access_token: crypto.encrypt(tokens.accessToken),
@@ -204,20 +364,26 @@ export class TokenService {
       last_activity: String(now),
     };
     if (tokens.refreshToken) changes.refresh_token = crypto.encrypt(tokens.refreshToken);
+    if (
+      this.options.store.globals().encryptClientSecretOnFirstUse &&
+      account.clientSecret &&
+      secret === account.clientSecret
+    ) {
+      // Only the account's own section loses its plaintext; a catch-all's stays, as in the original.
+      changes.client_secret_encrypted = crypto.encrypt(account.clientSecret);
+      changes.client_secret = undefined;
+    }
     await this.persist(account, changes);
     return tokens.accessToken;
   }
 
   /** Writes changes; a failing disk is logged, never a failed login: the tokens live on in memory. */
-  private async persist(
-    account: AccountConfig,
-    changes: Parameters<ConfigStore['saveTokens']>[1],
-  ): Promise<void> {
+  private async persist(account: AccountConfig, changes: TokenChanges): Promise<void> {
     try {
       await this.options.store.saveTokens(account.section, changes);
     } catch (error: unknown) {
       this.options.logger.error(
-        { account: account.username, error: (error as Error).message },
+        { account: account.username, error: describeError(error) },
         `could not save the tokens of account '${account.username}'; they are kept in memory and saved at the next change`,
       );
     }

@@ -3,12 +3,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import type { Authoriser } from '../../src/authorise/authoriser.ts';
-import type { AccountConfig } from '../../src/config/accounts.ts';
+import { Authorisations, type FrontEnd, type PendingAuthorisation } from '../../src/authorise/pending.ts';
 import { ConfigStore } from '../../src/config/store.ts';
 import { ErrorCode, isMailbridgeError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/log.ts';
-import { type AuthorisationRequest, parseRedirect } from '../../src/oauth/authorisation-url.ts';
 import { TokenClient } from '../../src/oauth/token-client.ts';
 import { KeyDeriver } from '../../src/tokens/key-derivation.ts';
 import { TokenService } from '../../src/tokens/token-service.ts';
@@ -22,13 +20,23 @@ import { type OAuthTestServer, startOAuthServer } from '../testbed/oauth-server.
 const USER = 'frank@example.test';
 const PASSWORD = 'frank password';
 
-class Person implements Authoriser {
+/** The person at the browser: signs in at once (or after `delayMs`) and pastes the redirect back. */
+class Person implements FrontEnd {
+  readonly completesCodeRequests = true;
   prompts = 0;
+  delayMs = 0;
   constructor(private readonly oauth: OAuthTestServer) {}
-  async authorise(account: AccountConfig, request: AuthorisationRequest): Promise<URLSearchParams> {
+  offer(pending: PendingAuthorisation): void {
     this.prompts += 1;
-    return parseRedirect(account, await this.oauth.authorize(request.url), request.state);
+    if (pending.details.kind !== 'code') return;
+    setTimeout(() => {
+      this.oauth.authorize(pending.url).then(
+        (redirect) => pending.complete(redirect),
+        (error: unknown) => pending.fail(error),
+      );
+    }, this.delayMs);
   }
+  withdraw(): void {}
 }
 
 describe('token service against a real OAuth server', () => {
@@ -47,7 +55,7 @@ describe('token service against a real OAuth server', () => {
       store: await ConfigStore.load({ configPath, logger: silentLogger() }),
       deriver,
       tokenClient: new TokenClient({ timeoutMs: 5000 }),
-      authoriser: person,
+      authorisations: new Authorisations([person]),
       logger: silentLogger(),
       now: () => clock,
     });

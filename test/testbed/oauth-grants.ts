@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, verify } from 'node:crypto';
 import { parseBasicCredentials } from './oauth-http.ts';
 
 // The authorisation server's state and rules, without HTTP: clients, codes, tokens and every grant the proxy
@@ -16,6 +16,7 @@ export const GrantType = {
   clientCredentials: 'client_credentials',
   password: 'password',
   deviceCode: 'urn:ietf:params:oauth:grant-type:device_code',
+  jwtBearer: 'urn:ietf:params:oauth:grant-type:jwt-bearer',
 } as const;
 export type GrantType = (typeof GrantType)[keyof typeof GrantType];
 
@@ -25,6 +26,8 @@ export type OAuthClientRegistration = {
   readonly clientSecret?: string;
   /** When given, only these redirect URIs are accepted; otherwise any. */
   readonly redirectUris?: readonly string[];
+  /** A client that proves itself with a signed assertion (RFC 7523 §2.2, private_key_jwt) instead of a secret. */
+  readonly jwtPublicKeyPem?: string;
 };
 
 export const DEFAULT_CLIENT = { clientId: 'test-client', clientSecret: 'test-secret' } as const;
@@ -111,6 +114,7 @@ export class OAuthGrants {
   readonly #clients = new Map<string, OAuthClientRegistration>();
   readonly #accessTokens = new Map<string, AccessToken>();
   readonly #refreshTokens = new Map<string, RefreshToken>();
+  readonly #serviceAccounts = new Map<string, string>();
   #rejectAccessTokens = false;
   readonly #codes = new Map<string, AuthorizationCode>();
   readonly #deviceCodes = new Map<string, DeviceCode>();
@@ -230,7 +234,16 @@ export class OAuthGrants {
   }
 
   /** Answers a token request, or throws an OAuthError; `authorization` is the request's header. */
+  /** A Google-style service account whose JWTs (RFC 7523 §2.1) are honoured for any subject. */
+  registerServiceAccount(clientEmail: string, publicKeyPem: string): void {
+    this.#serviceAccounts.set(clientEmail, publicKeyPem);
+  }
+
   token(authorization: string | undefined, form: URLSearchParams): Record<string, unknown> {
+    if (form.get('grant_type') === GrantType.jwtBearer) {
+      this.#onGrant(GrantType.jwtBearer);
+      return this.#tokenResponse(this.#serviceAccountGrant(required(form, 'assertion')), false);
+    }
     const client = this.#authenticateClient(authorization, form);
     const grantType = required(form, 'grant_type');
     const known = Object.values(GrantType).find((value) => value === grantType);
@@ -254,7 +267,21 @@ export class OAuthGrants {
         return this.#tokenResponse(this.#checkPassword(client, form), true);
       case GrantType.deviceCode:
         return this.#tokenResponse(this.#redeemDeviceCode(client, form), true);
+      case GrantType.jwtBearer:
+        throw new OAuthError('invalid_request', 'unreachable: handled before client authentication');
     }
+  }
+
+  #serviceAccountGrant(assertion: string): Grant {
+    const claims = verifyJwt(assertion, (payload) => {
+      const key = this.#serviceAccounts.get(String(payload.iss));
+      if (key === undefined)
+        throw new OAuthError('invalid_grant', `unknown service account '${String(payload.iss)}'`);
+      return key;
+    });
+    if (typeof claims.sub !== 'string')
+      throw new OAuthError('invalid_grant', 'the assertion names no subject');
+    return { clientId: String(claims.iss), username: claims.sub, scope: String(claims.scope ?? '') };
   }
 
   #authenticateClient(authorization: string | undefined, form: URLSearchParams): OAuthClientRegistration {
@@ -274,6 +301,25 @@ export class OAuthGrants {
     if (clientId === null) throw new OAuthError('invalid_client', 'no client authentication', 401);
     const client = this.#clients.get(clientId);
     if (client === undefined) throw new OAuthError('invalid_client', `unknown client '${clientId}'`, 401);
+    const assertion = form.get('client_assertion');
+    if (client.jwtPublicKeyPem !== undefined || assertion !== null) {
+      if (assertion === null || client.jwtPublicKeyPem === undefined) {
+        throw new OAuthError(
+          'invalid_client',
+          `client '${clientId}' must authenticate with a signed assertion`,
+          401,
+        );
+      }
+      const claims = verifyJwt(assertion, () => client.jwtPublicKeyPem as string, 401);
+      if (claims.iss !== clientId || claims.sub !== clientId) {
+        throw new OAuthError(
+          'invalid_client',
+          'the client assertion is not issued by the client itself',
+          401,
+        );
+      }
+      return client;
+    }
     if (client.clientSecret !== undefined && secret !== client.clientSecret) {
       throw new OAuthError('invalid_client', `wrong or missing secret for client '${clientId}'`, 401);
     }
@@ -440,4 +486,41 @@ export class OAuthGrants {
     }
     return response;
   }
+}
+
+/** Checks an RS256 JWT's signature and lifetime; returns its claims. */
+function verifyJwt(
+  jwt: string,
+  keyFor: (claims: Record<string, unknown>) => string,
+  status = 400,
+): Record<string, unknown> {
+  const [header, payload, signature] = jwt.split('.');
+  if (header === undefined || payload === undefined || signature === undefined) {
+    throw new OAuthError(
+      status === 401 ? 'invalid_client' : 'invalid_grant',
+      'the assertion is not a JWT',
+      status,
+    );
+  }
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString()) as Record<string, unknown>;
+  const valid = verify(
+    'sha256',
+    Buffer.from(`${header}.${payload}`),
+    keyFor(claims),
+    Buffer.from(signature, 'base64url'),
+  );
+  if (!valid)
+    throw new OAuthError(
+      status === 401 ? 'invalid_client' : 'invalid_grant',
+      'bad assertion signature',
+      status,
+    );
+  if (typeof claims.exp !== 'number' || claims.exp * 1000 < Date.now()) {
+    throw new OAuthError(
+      status === 401 ? 'invalid_client' : 'invalid_grant',
+      'the assertion has expired',
+      status,
+    );
+  }
+  return claims;
 }

@@ -55,6 +55,8 @@ export type OAuthTestServer = {
   revokeRefreshTokens(): void;
   /** When on, introspection calls every access token inactive (consent withdrawn), new ones included. */
   setRejectAccessTokens(reject: boolean): void;
+  /** A Google-style service account whose signed JWTs are honoured for any subject. */
+  registerServiceAccount(clientEmail: string, publicKeyPem: string): void;
   /** Honours a refresh token made elsewhere (a fixture), for `username` and the default client. */
   acceptRefreshToken(refreshToken: string, username: string, scope?: string): void;
   /** When on, each refresh returns a new refresh token and invalidates the one used (Microsoft does this). */
@@ -170,6 +172,9 @@ class OAuthTestServerImpl implements OAuthTestServer {
   }
   setRejectAccessTokens(reject: boolean): void {
     this.#grants.setRejectAccessTokens(reject);
+  }
+  registerServiceAccount(clientEmail: string, publicKeyPem: string): void {
+    this.#grants.registerServiceAccount(clientEmail, publicKeyPem);
   }
   acceptRefreshToken(refreshToken: string, username: string, scope = 'imap offline_access'): void {
     this.#grants.acceptRefreshToken(refreshToken, username, scope, DEFAULT_CLIENT.clientId);

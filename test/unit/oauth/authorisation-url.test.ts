@@ -18,6 +18,9 @@ const account: AccountConfig = {
   clientSecret: 'secret',
   clientSecretEncrypted: undefined,
   usePkce: false,
+  resource: undefined,
+  jwtCertificatePath: undefined,
+  jwtKeyPath: undefined,
 };
 
 describe('authorisation request', () => {

@@ -1,0 +1,60 @@
+import type { GlobalOptions } from '../config/accounts.ts';
+import type { Logger } from '../log.ts';
+import { NotifyCommand } from './notify.ts';
+import { Authorisations, type FrontEnd } from './pending.ts';
+import { RedirectListener } from './redirect-listener.ts';
+import { LogFrontEnd, TerminalFrontEnd } from './terminal.ts';
+
+/**
+ * The ways a person learns of, and answers, a pending authorisation in this process: always the log; the
+ * terminal with --external-auth; the redirect listener with --local-server-auth (both may run together, the
+ * first answer wins); and the notification command when one is configured.
+ */
+export interface FrontEndOptions {
+  externalAuth: boolean;
+  localServerAuth: boolean;
+  globals: GlobalOptions;
+  logger: Logger;
+  input?: NodeJS.ReadableStream;
+  output?: NodeJS.WritableStream;
+}
+
+export interface AuthorisationFrontEnds {
+  authorisations: Authorisations;
+  /** Stops listening and reading: pending requests fail for their waiting clients. */
+  close(): void;
+}
+
+export function createAuthorisations(options: FrontEndOptions): AuthorisationFrontEnds {
+  const { logger } = options;
+  const frontEnds: FrontEnd[] = [new LogFrontEnd(logger)];
+  const closers: (() => void)[] = [];
+  if (options.externalAuth) {
+    const terminal = new TerminalFrontEnd({
+      input: (options.input ?? process.stdin) as NodeJS.ReadStream,
+      output: (options.output ?? process.stdout) as NodeJS.WriteStream,
+      logger,
+    });
+    frontEnds.push(terminal);
+    closers.push(() => terminal.close());
+  }
+  if (options.localServerAuth) {
+    const listener = new RedirectListener(logger);
+    frontEnds.push(listener);
+    closers.push(() => listener.close());
+  }
+  const command = options.globals.authorisationNotifyCommand;
+  if (command) {
+    frontEnds.push(
+      new NotifyCommand(command, options.globals.authorisationNotifyIntervalSeconds * 1000, logger),
+    );
+  }
+  const authorisations = new Authorisations(frontEnds);
+  return {
+    authorisations,
+    close: () => {
+      authorisations.cancelAll('mailbridge is stopping');
+      for (const close of closers) close();
+    },
+  };
+}
