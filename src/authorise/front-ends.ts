@@ -1,5 +1,7 @@
 import type { GlobalOptions } from '../config/accounts.ts';
+import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { ControlSocket } from './control-socket.ts';
 import { NotifyCommand } from './notify.ts';
 import { Authorisations, type FrontEnd } from './pending.ts';
 import { RedirectListener } from './redirect-listener.ts';
@@ -8,7 +10,8 @@ import { LogFrontEnd, TerminalFrontEnd } from './terminal.ts';
 /**
  * The ways a person learns of, and answers, a pending authorisation in this process: always the log; the
  * terminal with --external-auth; the redirect listener with --local-server-auth (both may run together, the
- * first answer wins); and the notification command when one is configured.
+ * first answer wins); the notification command when one is configured; and the control socket through which
+ * `mailbridge authorise` answers requests while the daemon runs.
  */
 export interface FrontEndOptions {
   externalAuth: boolean;
@@ -21,6 +24,11 @@ export interface FrontEndOptions {
 
 export interface AuthorisationFrontEnds {
   authorisations: Authorisations;
+  /**
+   * The daemon's control socket for `mailbridge authorise`. Fails when another daemon serves the same
+   * configuration; any other trouble only costs that command, and is logged.
+   */
+  openControlSocket(path: string): Promise<void>;
   /** Stops listening and reading: pending requests fail for their waiting clients. */
   close(): void;
 }
@@ -52,6 +60,21 @@ export function createAuthorisations(options: FrontEndOptions): AuthorisationFro
   const authorisations = new Authorisations(frontEnds);
   return {
     authorisations,
+    openControlSocket: async (path) => {
+      const control = new ControlSocket(() => authorisations, path, logger);
+      try {
+        await control.listen();
+      } catch (error: unknown) {
+        if (/already serves/.test(describeError(error))) throw error;
+        logger.warn(
+          `no control socket, so 'mailbridge authorise' cannot reach this daemon: ${describeError(error)}`,
+        );
+        return;
+      }
+      // The registry holds this very array: a front end added now is offered every later request.
+      frontEnds.push(control);
+      closers.push(() => control.close());
+    },
     close: () => {
       authorisations.cancelAll('mailbridge is stopping');
       for (const close of closers) close();

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { describeError } from '../errors.ts';
+import { authoriseCommand } from './authorise-command.ts';
 import { type ServeFlags, serve } from './serve.ts';
 
 /**
@@ -37,6 +38,8 @@ const serveCommand = program
   .action(async (options: ServeFlags) => {
     process.exitCode = await serve(options);
   });
+
+program.addCommand(authoriseCommand());
 
 // `mailbridge --help` shows the proxy's flags too, as email-oauth2-proxy's --help does.
 program.addHelpText('after', () => `\nmailbridge serve (the default):\n${serveCommand.helpInformation()}`);

@@ -1,3 +1,4 @@
+import { controlSocketPath } from '../authorise/control-socket.ts';
 import { createAuthorisations } from '../authorise/front-ends.ts';
 import { ConfigStore } from '../config/store.ts';
 import { describeError, isMailbridgeError } from '../errors.ts';
@@ -46,6 +47,13 @@ export async function serve(flags: ServeFlags): Promise<number> {
     globals: store.globals(),
     logger,
   });
+  try {
+    await frontEnds.openControlSocket(controlSocketPath(store.configPath));
+  } catch (error: unknown) {
+    logger.fatal(describeError(error));
+    frontEnds.close();
+    return ExitCode.RUNTIME;
+  }
   const resolver = new HostResolver({ logger });
   const tokens = new TokenService({
     store,

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl } from '../testbed/clients.ts';
-import { type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
+import { MAILBRIDGE_BIN, type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 
 /**
@@ -13,6 +15,7 @@ import { findFreePorts } from '../testbed/ports.ts';
  * twenty clients waiting for one account cause one authorisation and one code exchange.
  */
 const PASSWORD = 'pw';
+const run = promisify(execFile);
 const message = Buffer.from('Subject: flows\r\n\r\nhello\r\n');
 
 describe('authorisation flows through mailbridge', () => {
@@ -21,6 +24,7 @@ describe('authorisation flows through mailbridge', () => {
   let port: number;
   let redirectPort: number;
   let notifications: string;
+  let configPath: string;
 
   /** The authorisation URL the log shows for `account`, once it appears. */
   async function loggedUrl(account: string): Promise<string> {
@@ -42,12 +46,17 @@ describe('authorisation flows through mailbridge', () => {
 
   before(async () => {
     bed = await startTestbed();
-    for (const user of ['lsa@example.test', 'device@example.test', 'crowd@example.test']) {
+    for (const user of [
+      'lsa@example.test',
+      'device@example.test',
+      'crowd@example.test',
+      'ctl@example.test',
+    ]) {
       bed.dovecot.seedMessage(user, '1.msg', message);
     }
     [port, redirectPort] = (await findFreePorts(2)) as [number, number];
     notifications = join(bed.dir, 'notifications.txt');
-    const configPath = join(bed.dir, 'emailproxy.config');
+    configPath = join(bed.dir, 'emailproxy.config');
     await writeFile(
       configPath,
       [
@@ -56,6 +65,7 @@ describe('authorisation flows through mailbridge', () => {
         bed.accountSection('crowd@example.test', {
           redirect_uri: `http://localhost:${redirectPort}/callback`,
         }),
+        bed.accountSection('ctl@example.test', { redirect_uri: `http://localhost:${redirectPort}/callback` }),
         bed.accountSection('device@example.test', {
           permission_url: bed.oauth.deviceAuthorizationEndpoint,
           oauth2_flow: 'device',
@@ -121,5 +131,27 @@ describe('authorisation flows through mailbridge', () => {
     assert.equal(bed.oauth.counts.grants.authorization_code, before.authorization_code + 1);
     const requests = mailbridge.stderr().match(/account 'crowd@example\.test' needs authorising/g) ?? [];
     assert.equal(requests.length, 1);
+  });
+
+  it("'mailbridge authorise' lists the daemon's pending requests and answers one from another terminal", async () => {
+    const loggingIn = login('ctl@example.test');
+    const url = await loggedUrl('ctl@example.test');
+    const list = await run(process.execPath, [MAILBRIDGE_BIN, 'authorise', '--config-file', configPath]);
+    assert.match(list.stdout, /^ctl@example\.test: open http\S+ \(waiting since /m);
+    const redirect = await bed.oauth.authorize(url);
+    const answer = run(process.execPath, [
+      MAILBRIDGE_BIN,
+      'authorise',
+      'ctl@example.test',
+      '--config-file',
+      configPath,
+    ]);
+    answer.child.stdin?.end(`${redirect}\n`);
+    const { stdout } = await answer;
+    assert.match(stdout, /ctl@example\.test is authorised/);
+    const result = await loggingIn;
+    assert.equal(result.code, 0, `${result.stderr}\n${mailbridge.stderr()}`);
+    const none = await run(process.execPath, [MAILBRIDGE_BIN, 'authorise', '--config-file', configPath]);
+    assert.equal(none.stdout, 'no authorisation is pending\n');
   });
 });
