@@ -1,6 +1,7 @@
 /**
  * Every size and time limit of the proxy, in one place, each with the reason for its value.
- * Limits apply before authentication only: afterwards mailbridge is a pipe and the server's own limits rule.
+ * Protocol limits apply before authentication only: afterwards mailbridge is a pipe and the server's own limits
+ * rule, so nothing here may ever cut a long IMAP IDLE.
  */
 export const Limits = {
   /** A pre-auth command line: LOGIN, AUTHENTICATE, ID, CAPABILITY. Dovecot allows 64 KiB for a whole command. */
@@ -21,4 +22,12 @@ export const Limits = {
   keepAliveDelayMs: 60 * 1000,
   /** Kernel accept queue: bursts of connects must not overflow it (the original's 5 left clients hanging). */
   listenBacklog: 511,
+  /** At SIGTERM, clients get this long to read their goodbye before their connections are cut. */
+  shutdownGraceMs: 5 * 1000,
+  /** Another process saving to the same token cache holds its lock for milliseconds; wait this long at most. */
+  cacheLockWaitMs: 10 * 1000,
+  /** Pause between attempts to take a held cache lock: short, as saves are short. */
+  cacheLockRetryMs: 25,
+  /** A lock we cannot check by process id (another host, unreadable) is abandoned after this long. */
+  cacheLockStaleMs: 60 * 1000,
 } as const;
