@@ -2,7 +2,7 @@ import { controlSocketPath } from '../authorise/control-socket.ts';
 import { createAuthorisations } from '../authorise/front-ends.ts';
 import { ConfigStore } from '../config/store.ts';
 import { describeError, isMailbridgeError } from '../errors.ts';
-import { createLogger, type LogFormat } from '../log.ts';
+import { createLogger, type LogFormat, type Logger } from '../log.ts';
 import { MailProxy } from '../mail-proxy.ts';
 import { HostResolver } from '../net/resolve.ts';
 import { TokenClient } from '../oauth/token-client.ts';
@@ -72,28 +72,73 @@ export async function serve(flags: ServeFlags): Promise<number> {
   }
   logger.info('mailbridge ready: connect your email client to begin');
 
+  return untilStopped(proxy, store, logger, () => frontEnds.close());
+}
+
+/**
+ * The daemon's signals: SIGTERM/SIGINT stop (no new connections, a goodbye per protocol, pending token saves
+ * written, exit 0); SIGHUP reloads the configuration file (a file that does not load changes nothing);
+ * SIGUSR1 toggles debug logging. A second SIGTERM/SIGINT while stopping ends the process at once.
+ */
+function untilStopped(
+  proxy: MailProxy,
+  store: ConfigStore,
+  logger: Logger,
+  beforeStop: () => void,
+): Promise<number> {
   return new Promise((resolve) => {
+    const toggleDebug = () => {
+      logger.level = logger.level === 'debug' ? 'info' : 'debug';
+      logger.info(`debug logging ${logger.level === 'debug' ? 'on' : 'off'}`);
+    };
+    const reload = () => {
+      logger.info(`received SIGHUP: reloading ${store.configPath}`);
+      proxy.reload().then(
+        (summary) => {
+          const list = (names: string[]) => (names.length > 0 ? ` (${names.join(', ')})` : '');
+          const text =
+            `configuration reloaded: ${summary.added.length} added${list(summary.added)}, ` +
+            `${summary.removed.length} removed${list(summary.removed)}, ` +
+            `${summary.changed.length} changed${list(summary.changed)}, ${summary.unchanged.length} unchanged`;
+          if (summary.failed.length > 0)
+            logger.error(`${text}; ${summary.failed.length} not listening${list(summary.failed)}`);
+          else logger.info(text);
+        },
+        (error: unknown) => {
+          logger.error(
+            `configuration not reloaded, the running one stays in force: ${describeError(error)}; fix the file and send SIGHUP again`,
+          );
+        },
+      );
+    };
+    const ignoreHangup = () => logger.info('received SIGHUP while stopping: ignored');
     const stop = (signal: NodeJS.Signals) => {
       logger.info(`received ${signal}: stopping`);
       process.off('SIGTERM', stop);
       process.off('SIGINT', stop);
-      frontEnds.close();
-      proxy.stop().then(
-        () => resolve(ExitCode.OK),
-        (error: unknown) => {
-          logger.error(`error while stopping: ${describeError(error)}`);
-          resolve(ExitCode.RUNTIME);
-        },
-      );
+      process.off('SIGHUP', reload);
+      process.off('SIGUSR1', toggleDebug);
+      // Without a handler SIGHUP would kill the process halfway through saving.
+      process.on('SIGHUP', ignoreHangup);
+      beforeStop();
+      proxy
+        .stop()
+        .then(() => store.flush())
+        .then(
+          () => {
+            logger.info('mailbridge stopped');
+            resolve(ExitCode.OK);
+          },
+          (error: unknown) => {
+            logger.error(`error while stopping: ${describeError(error)}`);
+            resolve(ExitCode.RUNTIME);
+          },
+        )
+        .finally(() => process.off('SIGHUP', ignoreHangup));
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
-    process.on('SIGUSR1', () => {
-      logger.level = logger.level === 'debug' ? 'info' : 'debug';
-      logger.info(`debug logging ${logger.level === 'debug' ? 'on' : 'off'}`);
-    });
-    process.on('SIGHUP', () => {
-      logger.warn('SIGHUP: configuration reload is not supported yet; restart mailbridge to apply changes');
-    });
+    process.on('SIGUSR1', toggleDebug);
+    process.on('SIGHUP', reload);
   });
 }

@@ -13,7 +13,24 @@ import { Limits } from './limits.ts';
 export interface Listener {
   /** Where it listens, e.g. ['127.0.0.1:1993', '[::1]:1993']. */
   addresses: string[];
+  /** Replaces the certificate of an implicit-TLS listener; connections from now on get the new one. */
+  setTls(localTls: LocalTls): void;
+  /**
+   * Stops accepting: the port is free when this returns. The promise resolves once every connection accepted
+   * here has ended, which for a relayed IMAP IDLE may be hours: reload does not wait for it, stop does.
+   */
   close(): Promise<void>;
+  /** Cuts the connections still open, TLS handshakes in progress included: the end of a shutdown. */
+  destroyConnections(): void;
+}
+
+/**
+ * What a listener's sockets depend on: a reload that changes only this section's other settings (the server,
+ * the certificate files' content) keeps the listening sockets, so no connection is refused meanwhile.
+ */
+export function listenerBinding(config: ServerConfig): string {
+  const implicitTls = config.localCertificatePath !== undefined && !config.localStartTls;
+  return `${config.localAddress ?? 'loopback'} ${config.localPort} ${implicitTls ? 'tls' : 'plain'}`;
 }
 
 export async function listen(
@@ -22,15 +39,27 @@ export async function listen(
   onConnection: (socket: net.Socket) => void,
   logger: Logger,
 ): Promise<Listener> {
+  // Keepalive is set on the accepted TCP socket itself, before any TLS layer: dead clients behind NAT or a
+  // suspended laptop are noticed even in a relayed session that is silent for hours (IMAP IDLE).
+  const socketOptions: net.ServerOpts = {
+    keepAlive: true,
+    keepAliveInitialDelay: Limits.keepAliveDelayMs,
+    noDelay: true,
+  };
   const tlsOptions: tls.TlsOptions | undefined =
     localTls && !config.localStartTls
-      ? { ...localTls.options, handshakeTimeout: Limits.tlsHandshakeMs }
+      ? { ...socketOptions, ...localTls.options, handshakeTimeout: Limits.tlsHandshakeMs }
       : undefined;
   const hosts = config.localAddress ? [config.localAddress] : ['127.0.0.1', '::1'];
   const servers: net.Server[] = [];
   const addresses: string[] = [];
+  const connections = new Set<net.Socket>();
   for (const host of hosts) {
-    const server = tlsOptions ? tls.createServer(tlsOptions) : net.createServer();
+    const server = tlsOptions ? tls.createServer(tlsOptions) : net.createServer(socketOptions);
+    server.on('connection', (socket: net.Socket) => {
+      connections.add(socket);
+      socket.once('close', () => connections.delete(socket));
+    });
     server.on(tlsOptions ? 'secureConnection' : 'connection', onConnection);
     server.on('tlsClientError', (error: Error, socket: tls.TLSSocket) => {
       logger.info(
@@ -57,8 +86,15 @@ export async function listen(
   }
   return {
     addresses,
+    setTls: (next) => {
+      if (!tlsOptions) return;
+      for (const server of servers) (server as tls.Server).setSecureContext(next.options);
+    },
     close: async () => {
       await Promise.all(servers.map((s) => closeServer(s)));
+    },
+    destroyConnections: () => {
+      for (const socket of connections) socket.destroy();
     },
   };
 }
@@ -74,8 +110,15 @@ function bind(server: net.Server, host: string, port: number): Promise<void> {
   });
 }
 
+/** Closes the listening socket at once (server.close() does so synchronously) and waits for its connections. */
 function closeServer(server: net.Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
+  return new Promise((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    server.close(() => resolve());
+  });
 }
 
 /**
