@@ -71,8 +71,12 @@ export async function serve(flags: ServeFlags): Promise<number> {
     return isMailbridgeError(error) ? ExitCode.CONFIG : ExitCode.RUNTIME;
   }
   logger.info('mailbridge ready: connect your email client to begin');
+  const stopRefreshing = tokens.startBackgroundRefresh();
 
-  return untilStopped(proxy, store, logger, () => frontEnds.close());
+  return untilStopped(proxy, store, logger, () => {
+    stopRefreshing();
+    frontEnds.close();
+  });
 }
 
 /**

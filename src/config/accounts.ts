@@ -16,6 +16,8 @@ export interface GlobalOptions {
   /** A shell command run when an account needs a person, and again every notify interval while it waits. */
   authorisationNotifyCommand: string | undefined;
   authorisationNotifyIntervalSeconds: number;
+  /** Each unlocked account's refresh token is used at least this often, so it never dies of inactivity. */
+  refreshIntervalHours: number;
 }
 
 export const GLOBAL_SECTION = 'emailproxy';
@@ -23,6 +25,8 @@ export const GLOBAL_SECTION = 'emailproxy';
 /** The original's AUTHENTICATION_TIMEOUT. */
 const DEFAULT_AUTHORISATION_WAIT_S = 600;
 const DEFAULT_NOTIFY_INTERVAL_S = 300;
+/** Microsoft's refresh tokens die after 90 days unused, Google's Testing apps' after 7: daily is safe. */
+const DEFAULT_REFRESH_INTERVAL_H = 24;
 
 export function readGlobals(doc: IniDocument): GlobalOptions {
   const text = (key: string) => {
@@ -30,14 +34,14 @@ export function readGlobals(doc: IniDocument): GlobalOptions {
     return value ? value : undefined;
   };
   const flag = (key: string) => parseBoolean(text(key) ?? '') ?? false;
-  const seconds = (key: string, fallback: number) => {
+  const whole = (key: string, fallback: number, unit: string) => {
     const value = text(key);
     if (value === undefined) return fallback;
     const parsed = Number(value);
     if (!Number.isInteger(parsed) || parsed <= 0) {
       throw new MailbridgeError(
         ErrorCode.CONFIG_INVALID,
-        `[${GLOBAL_SECTION}] ${key} = '${value}' is not a whole number of seconds`,
+        `[${GLOBAL_SECTION}] ${key} = '${value}' is not a whole number of ${unit}`,
       );
     }
     return parsed;
@@ -47,9 +51,14 @@ export function readGlobals(doc: IniDocument): GlobalOptions {
     encryptClientSecretOnFirstUse: flag('encrypt_client_secret_on_first_use'),
     useLoginPasswordAsClientCredentialsSecret: flag('use_login_password_as_client_credentials_secret'),
     allowCatchAllAccounts: flag('allow_catch_all_accounts'),
-    authorisationWaitSeconds: seconds('authorisation_wait', DEFAULT_AUTHORISATION_WAIT_S),
+    authorisationWaitSeconds: whole('authorisation_wait', DEFAULT_AUTHORISATION_WAIT_S, 'seconds'),
     authorisationNotifyCommand: text('authorisation_notify_command'),
-    authorisationNotifyIntervalSeconds: seconds('authorisation_notify_interval', DEFAULT_NOTIFY_INTERVAL_S),
+    authorisationNotifyIntervalSeconds: whole(
+      'authorisation_notify_interval',
+      DEFAULT_NOTIFY_INTERVAL_S,
+      'seconds',
+    ),
+    refreshIntervalHours: whole('refresh_interval_hours', DEFAULT_REFRESH_INTERVAL_H, 'hours'),
   };
 }
 

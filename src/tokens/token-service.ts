@@ -47,11 +47,24 @@ export interface TokenRequestOptions {
 const EXPIRY_MARGIN_S = 600;
 /** The original's default when the provider gives no expires_in. */
 const DEFAULT_LIFETIME_S = 3600;
+/** Background refresh renews an access token this long before the login-time margin would. */
+const BACKGROUND_LEAD_S = 300;
 /** An authorisation-code request stays open this long for the person, whether or not a client still waits. */
 const CODE_REQUEST_LIFETIME_MS = 60 * 60 * 1000;
 
+/** What background refresh needs of an account whose password a client has proven since start. */
+interface UnlockedAccount {
+  account: AccountConfig;
+  crypto: Cryptographer;
+  credential: ClientCredential;
+  secret: string | undefined;
+  /** Unix seconds of the last refresh-token use seen by this process. */
+  lastRefresh: number;
+}
+
 export class TokenService {
   private readonly lock = new KeyedLock();
+  private readonly unlocked = new Map<string, UnlockedAccount>();
   private readonly now: () => number;
 
   constructor(private readonly options: TokenServiceOptions) {
@@ -76,13 +89,71 @@ export class TokenService {
         `no account '${username}' in ${this.options.store.configPath}: add a section [${username}] with permission_url, token_url, oauth2_scope, redirect_uri, client_id and client_secret`,
       );
     }
-    return this.lock.run(account.section, () => this.obtain(account, password, options));
+    const keys: Partial<UnlockedAccount> = {};
+    const grant = await this.lock.run(account.section, () => this.obtain(account, password, options, keys));
+    // The password proved itself: the account's keys may serve background refreshes (memory only).
+    if (keys.crypto && keys.credential) {
+      const previous = this.unlocked.get(account.section);
+      this.unlocked.set(account.section, {
+        account,
+        crypto: keys.crypto,
+        credential: keys.credential,
+        secret: keys.secret,
+        lastRefresh: previous?.lastRefresh ?? this.now(),
+      });
+    }
+    return grant;
+  }
+
+  /**
+   * Background refresh for the accounts unlocked since start (their keys exist only in memory, derived from a
+   * client's password): each access token is renewed shortly before it expires, and each refresh token is
+   * used at least every refresh_interval_hours so that it does not die of inactivity (Microsoft: 90 days).
+   * Failures are logged and tried again at the next round; nothing is ever deleted here.
+   */
+  async refreshUnlocked(): Promise<void> {
+    const intervalS = this.options.store.globals().refreshIntervalHours * 3600;
+    for (const unlocked of this.unlocked.values()) {
+      await this.lock.run(unlocked.account.section, async () => {
+        const cached = this.options.store.cachedTokens(unlocked.account.section);
+        if (!cached.refresh_token) return;
+        const now = this.now();
+        const expiry = Number(cached.access_token_expiry ?? 0);
+        const expiring = expiry - now < EXPIRY_MARGIN_S + BACKGROUND_LEAD_S;
+        if (!expiring && now - unlocked.lastRefresh < intervalS) return;
+        const logger = this.options.logger.child({ account: unlocked.account.username });
+        try {
+          const refreshToken = unlocked.crypto.decrypt(cached.refresh_token);
+          const tokens = await this.options.tokenClient.refresh(
+            unlocked.account,
+            unlocked.credential,
+            refreshToken,
+          );
+          await this.save(unlocked.account, unlocked.crypto, tokens, unlocked.secret);
+          unlocked.lastRefresh = now;
+          logger.info(`refreshed the tokens of '${unlocked.account.username}' in the background`);
+        } catch (error: unknown) {
+          logger.warn(
+            { error: describeError(error) },
+            `background refresh of '${unlocked.account.username}' failed; trying again later`,
+          );
+        }
+      });
+    }
+  }
+
+  /** Runs refreshUnlocked every minute until stop() is called; the timer never keeps the process alive. */
+  startBackgroundRefresh(everyMs = 60_000): () => void {
+    const timer = setInterval(() => void this.refreshUnlocked(), everyMs);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   private async obtain(
     account: AccountConfig,
     password: string,
     options: TokenRequestOptions,
+    keys: Partial<UnlockedAccount>,
   ): Promise<AccessGrant> {
     const logger = this.options.logger.child({ account: account.username });
     const cached = this.options.store.cachedTokens(account.section);
@@ -108,6 +179,7 @@ export class TokenService {
       account.flow === 'service_account'
         ? ({ kind: 'none' } as const)
         : await clientCredential(account, secret, this.now);
+    Object.assign(keys, { crypto, credential, secret });
 
     const now = this.now();
     const expiry = Number(cached.access_token_expiry ?? 0);
@@ -161,6 +233,7 @@ export class TokenService {
         token_iterations: undefined,
       });
       crypto = await this.cryptographer(password, {});
+      keys.crypto = crypto;
     }
     if (isDirectFlow(account.flow)) {
       const tokens = await this.directGrant(account, credential, password);

@@ -165,4 +165,38 @@ describe('token service against a real OAuth server', () => {
     await tokens.accessToken(USER, PASSWORD);
     assert.equal(person.prompts, 3);
   });
+
+  it('refreshes unlocked accounts in the background before their tokens expire, and no others', async () => {
+    const tokens = await service();
+    await tokens.accessToken(USER, PASSWORD);
+    const before = oauth.counts.grants.refresh_token;
+    await tokens.refreshUnlocked();
+    assert.equal(oauth.counts.grants.refresh_token, before, 'nothing is due yet');
+    clock += 3600 - 600 - 60; // inside the background lead, before the login-time margin
+    await tokens.refreshUnlocked();
+    assert.equal(oauth.counts.grants.refresh_token, before + 1);
+    const expiry = Number(/^access_token_expiry = (\d+)$/m.exec(await readFile(configPath, 'utf8'))?.[1]);
+    assert.equal(expiry, clock + 3600);
+
+    const untouched = await service();
+    await untouched.refreshUnlocked();
+    assert.equal(oauth.counts.grants.refresh_token, before + 1, 'a new process knows no keys until a login');
+  });
+
+  it('uses each refresh token at least every refresh_interval_hours, even while the access token is fresh', async () => {
+    oauth.setAccessTokenLifetime(7 * 24 * 3600);
+    try {
+      const tokens = await service('refresh_interval_hours = 1');
+      await tokens.accessToken(USER, PASSWORD);
+      const before = oauth.counts.grants.refresh_token;
+      clock += 1800;
+      await tokens.refreshUnlocked();
+      assert.equal(oauth.counts.grants.refresh_token, before);
+      clock += 1801;
+      await tokens.refreshUnlocked();
+      assert.equal(oauth.counts.grants.refresh_token, before + 1);
+    } finally {
+      oauth.setAccessTokenLifetime(3600);
+    }
+  });
 });
