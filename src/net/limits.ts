@@ -16,8 +16,6 @@ export const Limits = {
   upstreamConnectMs: 30 * 1000,
   /** The upstream server's answer to one command of ours (STARTTLS, CAPABILITY, AUTHENTICATE). */
   upstreamReplyMs: 60 * 1000,
-  /** How long a client waits for a person to authorise an account, as email-oauth2-proxy's 600 s. */
-  authorisationWaitMs: 600 * 1000,
   /** TCP keepalive probes start after this idle time, so dead peers behind NAT are noticed. */
   keepAliveDelayMs: 60 * 1000,
   /** Kernel accept queue: bursts of connects must not overflow it (the original's 5 left clients hanging). */
