@@ -18,6 +18,8 @@ export const Limits = {
   upstreamReplyMs: 60 * 1000,
   /** TCP keepalive probes start after this idle time, so dead peers behind NAT are noticed. */
   keepAliveDelayMs: 60 * 1000,
+  /** A daemon stuck on an old glibc would log the stale-resolver warning at every connection: once in this. */
+  staleResolverWarningIntervalMs: 10 * 60 * 1000,
   /** Kernel accept queue: bursts of connects must not overflow it (the original's 5 left clients hanging). */
   listenBacklog: 511,
   /** At SIGTERM, clients get this long to read their goodbye before their connections are cut. */

@@ -2,6 +2,7 @@ import dns, { type LookupAddress } from 'node:dns';
 import { stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { Logger } from '../log.ts';
+import { Limits } from './limits.ts';
 
 /**
  * Name resolution that survives nameserver changes for the life of the daemon.
@@ -14,6 +15,8 @@ import type { Logger } from '../log.ts';
 export interface ResolverOptions {
   logger: Logger;
   resolvConfPath?: string;
+  /** Milliseconds; injected so tests of the warning's rate need no sleeps. */
+  now?: () => number;
 }
 
 interface ResolvConfIdentity {
@@ -24,6 +27,7 @@ export class HostResolver {
   private fallback: dns.promises.Resolver | undefined;
   private fallbackIdentity: string | undefined;
   private readonly resolvConfPath: string;
+  private lastStaleWarning = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: ResolverOptions) {
     this.resolvConfPath = options.resolvConfPath ?? '/etc/resolv.conf';
@@ -38,9 +42,12 @@ export class HostResolver {
     } catch (systemError: unknown) {
       const addresses = await this.resolveWithFallback(host).catch(() => undefined);
       if (!addresses || addresses.length === 0) throw systemError;
-      this.options.logger.warn(
+      const now = (this.options.now ?? Date.now)();
+      const repeated = now - this.lastStaleWarning < Limits.staleResolverWarningIntervalMs;
+      if (!repeated) this.lastStaleWarning = now;
+      this.options.logger[repeated ? 'debug' : 'warn'](
         { host, error: (systemError as Error).message },
-        'the system resolver failed where a fresh DNS query succeeded: its state is stale (old glibc after a network change); using the fresh answer',
+        'the system resolver failed where a fresh DNS query succeeded: its state is stale (an old glibc after a network change). mailbridge uses fresh queries whenever it fails (repeats are logged at debug level for 10 minutes); updating glibc (Debian: libc6 >= 2.36-9+deb12u9) or restarting mailbridge clears it',
       );
       return addresses;
     }
