@@ -3,7 +3,10 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { describeError } from '../errors.ts';
 import { authoriseCommand } from './authorise-command.ts';
+import { checkConfigCommand } from './check-config-command.ts';
+import { initCommand } from './init-command.ts';
 import { type ServeFlags, serve } from './serve.ts';
+import { statusCommand } from './status-command.ts';
 
 /**
  * The command line. `serve` is the default command and takes email-oauth2-proxy's flags as they are, so an
@@ -40,6 +43,10 @@ const serveCommand = program
   });
 
 program.addCommand(authoriseCommand());
+
+program.addCommand(statusCommand());
+program.addCommand(checkConfigCommand());
+program.addCommand(initCommand());
 
 // `mailbridge --help` shows the proxy's flags too, as email-oauth2-proxy's --help does.
 program.addHelpText('after', () => `\nmailbridge serve (the default):\n${serveCommand.helpInformation()}`);
