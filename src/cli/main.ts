@@ -7,6 +7,7 @@ import { checkConfigCommand } from './check-config-command.ts';
 import { initCommand } from './init-command.ts';
 import { type ServeFlags, serve } from './serve.ts';
 import { statusCommand } from './status-command.ts';
+import { tokenCommand } from './token-command.ts';
 
 /**
  * The command line. `serve` is the default command and takes email-oauth2-proxy's flags as they are, so an
@@ -44,6 +45,7 @@ const serveCommand = program
 
 program.addCommand(authoriseCommand());
 
+program.addCommand(tokenCommand());
 program.addCommand(statusCommand());
 program.addCommand(checkConfigCommand());
 program.addCommand(initCommand());

@@ -1,0 +1,101 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+/**
+ * Debian's mutt, unattended: it opens an IMAP INBOX logging in with OAuth itself (imap_authenticators
+ * xoauth2 or oauthbearer, the token from imap_oauth_refresh_command), pipes the first message to a file and
+ * quits, driven by `push`.
+ *
+ * mutt needs a terminal (with standard input not a tty it turns into a batch mail sender), so it runs under
+ * `script`, which gives it a pseudo-terminal. Time is bounded twice: `timeout -s KILL` around mutt, and the
+ * execFile timeout around `script`; a certificate prompt or a hung login therefore ends as a failure.
+ */
+export interface MuttOptions {
+  host?: string;
+  port: number;
+  user: string;
+  authenticator: 'xoauth2' | 'oauthbearer';
+  /** The shell command mutt runs for a token; it must not contain a single quote. */
+  refreshCommand: string;
+  caCertPath: string;
+  /** Added to mutt's environment, which the refresh command inherits. */
+  env?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+export interface MuttResult {
+  code: number;
+  /** The first INBOX message as mutt piped it, or undefined when mutt never got that far. */
+  message: Buffer | undefined;
+  /** What mutt drew on its terminal, escape sequences removed: the place to look when it failed. */
+  screen: string;
+}
+
+/** Terminal control sequences (CSI, charset selection, keypad modes) in mutt's screen output. */
+const ESCAPE_SEQUENCES = new RegExp(`${String.fromCharCode(27)}(\\[[0-9;?]*[A-Za-z]|[()][A-Z0-9]|[=>])`, 'g');
+
+/** A single-quoted word for /bin/sh. */
+function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+export async function muttReadFirstMessage(options: MuttOptions): Promise<MuttResult> {
+  if (options.refreshCommand.includes("'"))
+    throw new Error('mutt: the refresh command cannot hold a single quote');
+  const dir = await mkdtemp(join(tmpdir(), 'mailbridge-mutt-'));
+  try {
+    const out = join(dir, 'message.eml');
+    const rc = join(dir, 'muttrc');
+    await writeFile(
+      rc,
+      [
+        `set imap_user = "${options.user}"`,
+        `set imap_authenticators = "${options.authenticator}"`,
+        `set imap_oauth_refresh_command = '${options.refreshCommand}'`,
+        `set folder = "imaps://${options.host ?? '127.0.0.1'}:${options.port}/"`,
+        'set spoolfile = "+INBOX"',
+        `set ssl_ca_certificates_file = "${options.caCertPath}"`,
+        // No caches, no prompts, no waiting for a key after the pipe: nothing that needs a person.
+        'set header_cache = ""',
+        'set message_cachedir = ""',
+        'set wait_key = no',
+        'set pipe_decode = no',
+        'set mail_check_stats = no',
+        'set quit = yes',
+        'set timeout = 5',
+        '',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
+    const timeoutS = Math.ceil((options.timeoutMs ?? 30_000) / 1000);
+    const push = `push "<pipe-message>cat > ${out}<enter><quit>"`;
+    const command = ['timeout', '-s', 'KILL', String(timeoutS), 'mutt', '-n', '-F', rc, '-e', push]
+      .map(shellQuote)
+      .join(' ');
+    let code = 0;
+    let screen = '';
+    try {
+      const result = await run('script', ['-qec', command, '/dev/null'], {
+        cwd: dir,
+        env: { ...process.env, HOME: dir, TERM: 'xterm', ...options.env },
+        timeout: (timeoutS + 10) * 1000,
+        killSignal: 'SIGKILL',
+        maxBuffer: 16 * 1024 * 1024,
+      });
+      screen = result.stdout;
+    } catch (error: unknown) {
+      const failed = error as { code?: number; stdout?: string; stderr?: string };
+      code = typeof failed.code === 'number' ? failed.code : -1;
+      screen = `${failed.stdout ?? ''}${failed.stderr ?? String(error)}`;
+    }
+    const message = await readFile(out).catch(() => undefined);
+    return { code, message, screen: screen.replace(ESCAPE_SEQUENCES, '') };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
