@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { describeError } from '../errors.ts';
 import { authoriseCommand } from './authorise-command.ts';
 import { checkConfigCommand } from './check-config-command.ts';
+import { doctorCommand } from './doctor-command.ts';
 import { initCommand } from './init-command.ts';
 import { type ServeFlags, serve } from './serve.ts';
 import { statusCommand } from './status-command.ts';
@@ -48,6 +49,7 @@ program.addCommand(authoriseCommand());
 program.addCommand(tokenCommand());
 program.addCommand(statusCommand());
 program.addCommand(checkConfigCommand());
+program.addCommand(doctorCommand());
 program.addCommand(initCommand());
 
 // `mailbridge --help` shows the proxy's flags too, as email-oauth2-proxy's --help does.
