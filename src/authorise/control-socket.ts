@@ -13,7 +13,8 @@ import type { Authorisations, FrontEnd } from './pending.ts';
  * the owner may enter, and is itself owner-only: whoever can use it could hand the daemon a redirect URL.
  *
  * One JSON object per line each way: {"op":"list"} → {"ok":true,"pending":[…]};
- * {"op":"complete","account":…,"redirect":…} → {"ok":true} or {"ok":false,"error":…}.
+ * {"op":"complete","account":…,"redirect":…} → {"ok":true}; {"op":"token","account":…} → {"ok":true,"token":…}
+ * for an account a client has unlocked since the daemon started; any failure → {"ok":false,"error":…}.
  */
 export interface PendingSummary {
   account: string;
@@ -24,8 +25,19 @@ export interface PendingSummary {
   waitingSince: string;
 }
 
-export type ControlRequest = { op: 'list' } | { op: 'complete'; account: string; redirect: string };
-export type ControlReply = { ok: true; pending?: PendingSummary[] } | { ok: false; error: string };
+export type ControlRequest =
+  | { op: 'list' }
+  | { op: 'complete'; account: string; redirect: string }
+  | { op: 'token'; account: string };
+export type ControlReply =
+  | { ok: true; pending?: PendingSummary[]; token?: string }
+  | { ok: false; error: string };
+
+/** What the daemon lends the socket beyond its pending authorisations. */
+export interface ControlHooks {
+  /** A fresh access token for an unlocked account; undefined when it is not unlocked in this daemon. */
+  token?: (account: string) => Promise<string | undefined>;
+}
 
 /** Where the daemon for `configPath` listens: one socket per configuration file. */
 export function controlSocketPath(configPath: string): string {
@@ -50,6 +62,7 @@ export class ControlSocket implements FrontEnd {
     private readonly authorisations: () => Authorisations,
     private readonly path: string,
     private readonly logger: Logger,
+    private readonly hooks: ControlHooks = {},
   ) {}
 
   get completesCodeRequests(): boolean {
@@ -92,6 +105,8 @@ export class ControlSocket implements FrontEnd {
   private serve(socket: net.Socket): void {
     socket.setEncoding('utf8');
     let buffer = '';
+    // Answers go out in the order of the requests, one at a time.
+    let answering: Promise<void> = Promise.resolve();
     socket.on('error', () => undefined);
     socket.on('data', (text: string) => {
       buffer += text;
@@ -103,13 +118,17 @@ export class ControlSocket implements FrontEnd {
       while (end !== -1) {
         const line = buffer.slice(0, end);
         buffer = buffer.slice(end + 1);
-        socket.write(`${JSON.stringify(this.answer(line))}\n`);
+        answering = answering
+          .then(() => this.answer(line))
+          .then((reply) => {
+            if (!socket.destroyed) socket.write(`${JSON.stringify(reply)}\n`);
+          });
         end = buffer.indexOf('\n');
       }
     });
   }
 
-  private answer(line: string): ControlReply {
+  private async answer(line: string): Promise<ControlReply> {
     let request: ControlRequest;
     try {
       request = JSON.parse(line) as ControlRequest;
@@ -144,6 +163,16 @@ export class ControlSocket implements FrontEnd {
           `authorisation of '${request.account}' answered through the control socket`,
         );
         return { ok: true };
+      } catch (error: unknown) {
+        return { ok: false, error: describeError(error) };
+      }
+    }
+    if (request.op === 'token' && typeof request.account === 'string' && this.hooks.token) {
+      try {
+        const token = await this.hooks.token(request.account);
+        return token
+          ? { ok: true, token }
+          : { ok: false, error: `no client has logged in to '${request.account}' since the daemon started` };
       } catch (error: unknown) {
         return { ok: false, error: describeError(error) };
       }

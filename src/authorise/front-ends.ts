@@ -1,7 +1,7 @@
 import type { GlobalOptions } from '../config/accounts.ts';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { ControlSocket } from './control-socket.ts';
+import { type ControlHooks, ControlSocket } from './control-socket.ts';
 import { NotifyCommand } from './notify.ts';
 import { Authorisations, type FrontEnd } from './pending.ts';
 import { RedirectListener } from './redirect-listener.ts';
@@ -28,7 +28,7 @@ export interface AuthorisationFrontEnds {
    * The daemon's control socket for `mailbridge authorise`. Fails when another daemon serves the same
    * configuration; any other trouble only costs that command, and is logged.
    */
-  openControlSocket(path: string): Promise<void>;
+  openControlSocket(path: string, hooks?: ControlHooks): Promise<void>;
   /** Stops listening and reading: pending requests fail for their waiting clients. */
   close(): void;
 }
@@ -60,8 +60,8 @@ export function createAuthorisations(options: FrontEndOptions): AuthorisationFro
   const authorisations = new Authorisations(frontEnds);
   return {
     authorisations,
-    openControlSocket: async (path) => {
-      const control = new ControlSocket(() => authorisations, path, logger);
+    openControlSocket: async (path, hooks) => {
+      const control = new ControlSocket(() => authorisations, path, logger, hooks);
       try {
         await control.listen();
       } catch (error: unknown) {

@@ -74,7 +74,7 @@ export async function readPassword(
 export function noPasswordError(account: string): MailbridgeError {
   return new MailbridgeError(
     ErrorCode.CONFIG_INVALID,
-    `no password for account '${account}': set ${PASSWORD_ENV} or pass --password-command (the password your mail client uses with mailbridge; it encrypts the cached tokens)`,
+    `no password for account '${account}', and no running mailbridge has it unlocked: set ${PASSWORD_ENV} or pass --password-command (the password your mail client uses with mailbridge; it encrypts the cached tokens)`,
   );
 }
 

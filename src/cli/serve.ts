@@ -47,13 +47,6 @@ export async function serve(flags: ServeFlags): Promise<number> {
     globals: store.globals(),
     logger,
   });
-  try {
-    await frontEnds.openControlSocket(controlSocketPath(store.configPath));
-  } catch (error: unknown) {
-    logger.fatal(describeError(error));
-    frontEnds.close();
-    return ExitCode.RUNTIME;
-  }
   const resolver = new HostResolver({ logger });
   const tokens = new TokenService({
     store,
@@ -62,6 +55,15 @@ export async function serve(flags: ServeFlags): Promise<number> {
     authorisations: frontEnds.authorisations,
     logger,
   });
+  try {
+    await frontEnds.openControlSocket(controlSocketPath(store.configPath), {
+      token: (account) => tokens.unlockedAccessToken(account),
+    });
+  } catch (error: unknown) {
+    logger.fatal(describeError(error));
+    frontEnds.close();
+    return ExitCode.RUNTIME;
+  }
   const proxy = new MailProxy({ store, tokens, resolver, logger });
   try {
     await proxy.start();

@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import { Command, Option } from 'commander';
+import { askDaemon, controlSocketPath } from '../authorise/control-socket.ts';
 import { ConfigStore } from '../config/store.ts';
 import { describeError, ErrorCode, isMailbridgeError } from '../errors.ts';
 import { createLogger } from '../log.ts';
@@ -86,6 +87,14 @@ export async function runToken(account: string, flags: TokenFlags, io: TokenIo):
   let source: TokenSource | undefined;
   let origin = '';
   try {
+    // A running daemon holds the keys of the accounts its clients logged in to: no password needed.
+    const fromDaemon = await askDaemon(controlSocketPath(flags.configFile), { op: 'token', account }).catch(
+      () => undefined,
+    );
+    if (fromDaemon?.ok && fromDaemon.token) {
+      io.stdout.write(`${formatToken(flags.format, account, fromDaemon.token)}\n`);
+      return CommandExit.OK;
+    }
     const password = await readPassword(flags, io.env);
     if (!password) throw noPasswordError(account);
     origin = password.origin;

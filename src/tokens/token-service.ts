@@ -142,6 +142,29 @@ export class TokenService {
     }
   }
 
+  /**
+   * An access token for an account a client has unlocked since start, refreshed when due, without any
+   * password (the keys are in memory): what `mailbridge token` asks the running daemon for. Undefined when the
+   * account is not unlocked here.
+   */
+  async unlockedAccessToken(username: string): Promise<string | undefined> {
+    const account = this.options.store.account(username);
+    const unlocked = account ? this.unlocked.get(account.section) : undefined;
+    if (!account || !unlocked) return undefined;
+    return this.lock.run(account.section, async () => {
+      const cached = this.options.store.cachedTokens(account.section);
+      const expiry = Number(cached.access_token_expiry ?? 0);
+      if (cached.access_token && expiry - this.now() >= EXPIRY_MARGIN_S) {
+        return unlocked.crypto.decrypt(cached.access_token);
+      }
+      if (!cached.refresh_token) return undefined;
+      const refreshToken = unlocked.crypto.decrypt(cached.refresh_token);
+      const tokens = await this.options.tokenClient.refresh(account, unlocked.credential, refreshToken);
+      unlocked.lastRefresh = this.now();
+      return this.save(account, unlocked.crypto, tokens, unlocked.secret);
+    });
+  }
+
   /** Runs refreshUnlocked every minute until stop() is called; the timer never keeps the process alive. */
   startBackgroundRefresh(everyMs = 60_000): () => void {
     const timer = setInterval(() => void this.refreshUnlocked(), everyMs);

@@ -154,4 +154,29 @@ describe('authorisation flows through mailbridge', () => {
     const none = await run(process.execPath, [MAILBRIDGE_BIN, 'authorise', '--config-file', configPath]);
     assert.equal(none.stdout, 'no authorisation is pending\n');
   });
+
+  it("'mailbridge token' gets a working token from the running daemon, without a password", async () => {
+    const env = { ...process.env };
+    delete env.MAILBRIDGE_PASSWORD;
+    const { stdout } = await run(
+      process.execPath,
+      [MAILBRIDGE_BIN, 'token', 'lsa@example.test', '--config-file', configPath],
+      {
+        env,
+      },
+    );
+    const token = stdout.trim();
+    assert.match(token, /^\S+$/);
+    const direct = await curl([
+      '--cacert',
+      bed.certs.caCertPath,
+      '--user',
+      'lsa@example.test:',
+      '--oauth2-bearer',
+      token,
+      `imaps://localhost:${bed.dovecot.ports.imaps}/INBOX/;UID=1`,
+    ]);
+    assert.equal(direct.code, 0, direct.stderr);
+    assert.deepEqual(direct.stdout, message);
+  });
 });

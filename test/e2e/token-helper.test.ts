@@ -201,7 +201,7 @@ describe('mailbridge token: the OAuth helper for mutt, curl and msmtp', () => {
     assert.equal(none.code, 2);
     assert.match(
       oneLine(none.stderr),
-      /no password for account 'alice@example\.test': set MAILBRIDGE_PASSWORD or pass --password-command/,
+      /no password for account 'alice@example\.test', and no running mailbridge has it unlocked: set MAILBRIDGE_PASSWORD or pass --password-command/,
     );
 
     const help = await runMailbridge(['token', '--help']);
