@@ -6,6 +6,8 @@ import { ErrorCode, MailbridgeError } from '../errors.ts';
 /** The few file-system calls used, so tests can make one of them fail. */
 export type AtomicWriteFs = Pick<typeof fsPromises, 'open' | 'rename' | 'unlink' | 'realpath'>;
 
+const TEMPORARY_SUFFIX = '.tmp';
+
 export interface AtomicWriteOptions {
   /** Permission bits of the written file; 0o600 because token caches and configs hold client secrets. */
   mode?: number;
@@ -68,7 +70,10 @@ export async function writeFileAtomic(
   try {
     const target = await resolveTarget(fs, path);
     const directory = dirname(target);
-    temporary = join(directory, `.${basename(target)}.${randomBytes(9).toString('base64url')}.tmp`);
+    temporary = join(
+      directory,
+      `${temporaryPrefix(target)}${randomBytes(9).toString('base64url')}${TEMPORARY_SUFFIX}`,
+    );
     step = 'creating a temporary file';
     const handle = await fs.open(temporary, 'wx', mode);
     try {
@@ -99,4 +104,38 @@ export async function writeFileAtomic(
       { cause: error },
     );
   }
+}
+
+function temporaryPrefix(target: string): string {
+  return `.${basename(target)}.`;
+}
+
+/**
+ * Removes the temporary files of writes to `path` that never reached their rename (the writer was killed or
+ * the machine lost power), once older than `olderThanMs`; returns how many. Call it while holding the file's
+ * lock: then no write of ours is under way, and the age spares a writer that does not take the lock.
+ */
+export async function removeStaleTemporaries(path: string, olderThanMs: number): Promise<number> {
+  const target = await fsPromises.realpath(path).catch(() => path);
+  const directory = dirname(target);
+  const prefix = temporaryPrefix(target);
+  let removed = 0;
+  let names: string[];
+  try {
+    names = await fsPromises.readdir(directory);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith(TEMPORARY_SUFFIX)) continue;
+    const file = join(directory, name);
+    try {
+      if (Date.now() - (await fsPromises.stat(file)).mtimeMs <= olderThanMs) continue;
+      await fsPromises.unlink(file);
+      removed += 1;
+    } catch {
+      // Renamed or removed meanwhile.
+    }
+  }
+  return removed;
 }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import * as fsPromises from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ErrorCode, MailbridgeError } from '../errors.ts';
 import { Limits } from '../net/limits.ts';
@@ -11,9 +12,12 @@ import { Limits } from '../net/limits.ts';
  * `mailbridge` command, saving to one token cache), so that each read-modify-write of the file sees the
  * previous one's result and no process's tokens are lost.
  *
- * The lock is a file next to the locked one, `<file>.lock`, created with O_CREAT|O_EXCL (atomic on local file
- * systems and NFSv3+) and holding who owns it: host, boot, pid and the process's start time. Node has no
- * flock(2), and a lock file also shows an operator who holds the lock. It is held only for the milliseconds
+ * The lock is a file next to the locked one, `<file>.lock`, holding who owns it: host, boot, pid and the
+ * process's start time. It is written under a unique temporary name first and then hard-linked to the lock's
+ * name, which fails if the lock exists: the lock appears atomically with its content, so a process killed
+ * at any moment never leaves an empty lock that nobody can judge (with O_EXCL and then a write, one did).
+ * link(2) is atomic on local file systems and NFS; where it is not supported, O_EXCL is the fallback. Node
+ * has no flock(2), and a lock file also shows an operator who holds the lock. It is held only for the milliseconds
  * of one save, never while the daemon runs, so email-oauth2-proxy (which does not know it) is not kept out.
  *
  * A process killed while holding it (kill -9, power cut) leaves the file behind. It is taken over when its
@@ -26,7 +30,10 @@ import { Limits } from '../net/limits.ts';
  * stale; if another process took over and locked in between, its lock is put back (link(2) cannot overwrite),
  * so two processes taking over the same stale lock at once cannot both end up holding it.
  */
-export type LockFs = Pick<typeof fsPromises, 'open' | 'readFile' | 'rename' | 'unlink' | 'link' | 'stat'>;
+export type LockFs = Pick<
+  typeof fsPromises,
+  'open' | 'readFile' | 'writeFile' | 'rename' | 'unlink' | 'link' | 'stat' | 'readdir'
+>;
 
 export interface FileLockOptions {
   fs?: LockFs;
@@ -81,6 +88,7 @@ export async function acquireFileLock(path: string, options: FileLockOptions = {
   for (;;) {
     const owner: Owner = { ...self, nonce: randomBytes(9).toString('base64url'), since: iso(now()) };
     if (await tryCreate(fs, lockPath, owner)) {
+      await sweepLeftovers(fs, lockPath, now(), staleMs);
       return { lockPath, release: () => release(fs, lockPath, owner.nonce) };
     }
     const found = await inspect(fs, lockPath, now);
@@ -102,23 +110,79 @@ export async function acquireFileLock(path: string, options: FileLockOptions = {
 }
 
 async function tryCreate(fs: LockFs, lockPath: string, owner: Owner): Promise<boolean> {
+  const content = `${JSON.stringify(owner)}\n`;
+  const temporary = `${lockPath}.${owner.nonce}.tmp`;
+  try {
+    await fs.writeFile(temporary, content, { mode: 0o600, flag: 'wx' });
+  } catch (error: unknown) {
+    throw lockError(lockPath, error);
+  }
+  try {
+    await fs.link(temporary, lockPath);
+    return true;
+  } catch (error: unknown) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') {
+      throw lockError(lockPath, error);
+    }
+    return createExclusive(fs, lockPath, content);
+  } finally {
+    await fs.unlink(temporary).catch(() => undefined);
+  }
+}
+
+/** For file systems without hard links (FAT, some FUSE): exclusive create, then the content. */
+async function createExclusive(fs: LockFs, lockPath: string, content: string): Promise<boolean> {
   let handle: fsPromises.FileHandle;
   try {
     handle = await fs.open(lockPath, 'wx', 0o600);
   } catch (error: unknown) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw new MailbridgeError(
-      ErrorCode.CONFIG_WRITE,
-      `cannot create the lock file ${lockPath}: ${(error as Error).message}`,
-      { cause: error },
-    );
+    throw lockError(lockPath, error);
   }
   try {
-    await handle.writeFile(`${JSON.stringify(owner)}\n`, 'utf8');
+    await handle.writeFile(content, 'utf8');
   } finally {
     await handle.close();
   }
   return true;
+}
+
+function lockError(lockPath: string, error: unknown): MailbridgeError {
+  return new MailbridgeError(
+    ErrorCode.CONFIG_WRITE,
+    `cannot create the lock file ${lockPath}: ${(error as Error).message}`,
+    { cause: error },
+  );
+}
+
+/**
+ * A process killed between writing its temporary lock and linking it, or between setting a stale lock aside
+ * and removing it, leaves that file behind; whoever holds the lock removes those older than the stale limit
+ * (younger ones may belong to a process at work right now).
+ */
+async function sweepLeftovers(fs: LockFs, lockPath: string, nowMs: number, staleMs: number): Promise<void> {
+  const prefix = `${basename(lockPath)}.`;
+  let names: string[];
+  try {
+    names = await fs.readdir(dirname(lockPath));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (
+      !name.startsWith(prefix) ||
+      !(name.endsWith('.tmp') || name.slice(prefix.length).startsWith('stale-'))
+    )
+      continue;
+    const path = join(dirname(lockPath), name);
+    try {
+      if (nowMs - (await fs.stat(path)).mtimeMs > staleMs) await fs.unlink(path);
+    } catch {
+      // Removed by another process meanwhile.
+    }
+  }
 }
 
 interface FoundLock {
@@ -140,8 +204,8 @@ async function inspect(fs: LockFs, lockPath: string, now: () => number): Promise
 
 function isStale(found: FoundLock, self: Omit<Owner, 'nonce' | 'since'>, nowMs: number, staleMs: number) {
   const { owner } = found;
-  // A lock file is written within microseconds of its creation: one still empty or garbled after staleMs
-  // belongs to a process that died in between.
+  // Never empty when written by mailbridge (it appears with its content); one that is empty or garbled
+  // anyway (a full disk, the O_EXCL fallback) is judged by its age.
   if (!owner) return found.ageMs > staleMs;
   if (owner.host !== self.host) {
     const since = Date.parse(owner.since);

@@ -3,6 +3,7 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ErrorCode, MailbridgeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { Limits } from '../net/limits.ts';
 import {
   type AccountConfig,
   CACHED_KEYS,
@@ -11,7 +12,7 @@ import {
   type GlobalOptions,
   readGlobals,
 } from './accounts.ts';
-import { writeFileAtomic } from './atomic-write.ts';
+import { removeStaleTemporaries, writeFileAtomic } from './atomic-write.ts';
 import { withFileLock } from './file-lock.ts';
 import { IniDocument } from './ini.ts';
 import { readServers, type ServerConfig } from './servers.ts';
@@ -162,6 +163,7 @@ export class ConfigStore {
       await writeFileAtomic(path, onDisk.toString(), { mode: 0o600 });
       // Still under the lock: nobody else can have written since, so this identity is our own write's.
       this.diskIdentity = identityOf(await stat(path));
+      await removeStaleTemporaries(path, Limits.cacheLockStaleMs);
       if (this.unsaved.get(section) === changes) this.unsaved.delete(section);
       this.adoptTokens(onDisk);
     });

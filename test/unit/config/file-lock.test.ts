@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import * as fsPromises from 'node:fs/promises';
 import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setImmediate as yieldTurn } from 'node:timers/promises';
-import { acquireFileLock, withFileLock } from '../../../src/config/file-lock.ts';
+import { acquireFileLock, type LockFs, withFileLock } from '../../../src/config/file-lock.ts';
 import { isMailbridgeError } from '../../../src/errors.ts';
 
 /**
@@ -199,6 +200,67 @@ describe('file lock', () => {
       );
       assert.equal(maxInside, 1, `round ${round}`);
     }
+  });
+
+  it('never leaves an empty lock: the lock appears with its content (temporary file, then link)', async () => {
+    const path = freshPath();
+    const seen: string[] = [];
+    const watching: LockFs = {
+      ...fsPromises,
+      link: async (existing, target) => {
+        seen.push(await readFile(existing, 'utf8'));
+        return fsPromises.link(existing, target);
+      },
+    };
+    await withFileLock(path, async () => undefined, { fs: watching });
+    assert.equal(seen.length, 1);
+    assert.equal((JSON.parse(seen[0] ?? '') as { pid: number }).pid, process.pid);
+    assert.deepEqual(
+      (await readdir(dir)).filter((name) => name.startsWith(`cache-${counter}`)),
+      [],
+      'the temporary file is gone too',
+    );
+  });
+
+  it('falls back to O_EXCL where the file system has no hard links', async () => {
+    const path = freshPath();
+    const noLinks: LockFs = {
+      ...fsPromises,
+      link: async () => {
+        throw Object.assign(new Error('operation not permitted'), { code: 'EPERM' });
+      },
+    };
+    let inside = 0;
+    let maxInside = 0;
+    await Promise.all(
+      Array.from({ length: 5 }, () =>
+        withFileLock(
+          path,
+          async () => {
+            inside += 1;
+            maxInside = Math.max(maxInside, inside);
+            await yieldTurn();
+            inside -= 1;
+          },
+          { fs: noLinks, retryMs: 2 },
+        ),
+      ),
+    );
+    assert.equal(maxInside, 1);
+  });
+
+  it('removes what killed processes left beside the lock once it is old, and nothing younger', async () => {
+    const path = freshPath();
+    const old = [`${path}.lock.deadbeef.tmp`, `${path}.lock.stale-abc`];
+    const young = `${path}.lock.cafe.tmp`;
+    for (const file of [...old, young]) await writeFile(file, '');
+    const past = new Date(Date.now() - 3_600_000);
+    for (const file of old) await utimes(file, past, past);
+    await withFileLock(path, async () => undefined);
+    assert.deepEqual(
+      (await readdir(dir)).filter((name) => name.startsWith(`cache-${counter}`)),
+      [young.slice(dir.length + 1)],
+    );
   });
 
   it('does not remove a lock that another process took over meanwhile', async () => {

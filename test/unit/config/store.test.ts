@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -78,6 +78,21 @@ describe('config store persistence', () => {
       [],
       'no lock or temporary file left behind',
     );
+  });
+
+  it('removes temporary files that killed writers left, once they are old', async () => {
+    const path = await freshConfig();
+    const store = await load(path);
+    const old = join(dir, `.config-${counter}.ini.killedwriter.tmp`);
+    const young = join(dir, `.config-${counter}.ini.writing-now.tmp`);
+    await writeFile(old, 'half a file');
+    await writeFile(young, 'half a file');
+    const past = new Date(Date.now() - 3_600_000);
+    await utimes(old, past, past);
+    await store.saveTokens('alice@example.test', tokens(1, 'alice'));
+    const left = await readdir(dir);
+    assert.equal(left.includes(`.config-${counter}.ini.killedwriter.tmp`), false);
+    assert.equal(left.includes(`.config-${counter}.ini.writing-now.tmp`), true);
   });
 
   it('gives a login the tokens another process saved since (a rotated refresh token), not its own old ones', async () => {
