@@ -10,8 +10,8 @@ import { LogFrontEnd, TerminalFrontEnd } from './terminal.ts';
 /**
  * The ways a person learns of, and answers, a pending authorisation in this process: always the log; the
  * terminal with --external-auth; the redirect listener with --local-server-auth (both may run together, the
- * first answer wins); the notification command when one is configured; and the control socket through which
- * `mailbridge authorise` answers requests while the daemon runs.
+ * first answer wins); the notification command when one is configured; the control socket through which
+ * `mailbridge authorise` answers requests while the daemon runs; and the web console, when enabled.
  */
 export interface FrontEndOptions {
   externalAuth: boolean;
@@ -29,6 +29,8 @@ export interface AuthorisationFrontEnds {
    * configuration; any other trouble only costs that command, and is logged.
    */
   openControlSocket(path: string, hooks?: ControlHooks): Promise<void>;
+  /** A front end that starts later (the web console): offered every request from now on, closed with the rest. */
+  add(frontEnd: FrontEnd, close: () => void): void;
   /** Stops listening and reading: pending requests fail for their waiting clients. */
   close(): void;
 }
@@ -74,6 +76,10 @@ export function createAuthorisations(options: FrontEndOptions): AuthorisationFro
       // The registry holds this very array: a front end added now is offered every later request.
       frontEnds.push(control);
       closers.push(() => control.close());
+    },
+    add: (frontEnd, close) => {
+      frontEnds.push(frontEnd);
+      closers.push(close);
     },
     close: () => {
       authorisations.cancelAll('mailbridge is stopping');

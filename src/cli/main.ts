@@ -40,6 +40,7 @@ const serveCommand = program
   .option('--log-file <path>', 'append logs to this file instead of standard error')
   .option('--log-format <format>', 'log format: text or json', 'text')
   .option('--debug', 'log protocol traffic (credentials removed) and more detail')
+  .option('--web-console <address>', 'serve the local web console on ADDRESS, e.g. 127.0.0.1:8025')
   .action(async (options: ServeFlags) => {
     process.exitCode = await serve(options);
   });

@@ -8,6 +8,7 @@ import { HostResolver } from '../net/resolve.ts';
 import { TokenClient } from '../oauth/token-client.ts';
 import { KeyDeriver } from '../tokens/key-derivation.ts';
 import { TokenService } from '../tokens/token-service.ts';
+import { describeReload, openWebConsole } from '../web/console.ts';
 
 export interface ServeFlags {
   configFile: string;
@@ -17,6 +18,7 @@ export interface ServeFlags {
   logFile?: string;
   logFormat: string;
   debug?: boolean;
+  webConsole?: string;
 }
 
 /** Exit codes: 0 stopped by a signal, 1 failed while running, 2 unusable configuration or flags. */
@@ -65,6 +67,21 @@ export async function serve(flags: ServeFlags): Promise<number> {
     return ExitCode.RUNTIME;
   }
   const proxy = new MailProxy({ store, tokens, resolver, logger });
+  try {
+    await openWebConsole({
+      flag: flags.webConsole,
+      store,
+      authorisations: frontEnds.authorisations,
+      authorise: (account, password) => tokens.accessToken(account, password).then(() => undefined),
+      reload: () => proxy.reload().then(describeReload),
+      addFrontEnd: frontEnds.add,
+      logger,
+    });
+  } catch (error: unknown) {
+    logger.fatal(describeError(error));
+    frontEnds.close();
+    return ExitCode.CONFIG;
+  }
   try {
     await proxy.start();
   } catch (error: unknown) {

@@ -1,0 +1,184 @@
+import { createServer } from 'node:http';
+import type { Authorisations, FrontEnd } from '../authorise/pending.ts';
+import type { ConfigStore } from '../config/store.ts';
+import { describeError, ErrorCode, MailbridgeError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { Metrics } from '../metrics.ts';
+import { AccountActivity } from './activity.ts';
+import { LiveUpdates } from './events.ts';
+import { ConsoleFrontEnd } from './front-end.ts';
+import { renderSections } from './page.ts';
+import { ConsoleRoutes } from './routes.ts';
+import { ConsoleSessions } from './sessions.ts';
+import { formatAuthority, type WebConsoleSettings, webConsoleSettings } from './settings.ts';
+
+/**
+ * The local web console: accounts and their token state, pending authorisations (answered in the page, or
+ * by the console's own callback when redirect_uri points at it), re-authorise, forget tokens, reload, and
+ * `/api/status` and `/metrics` for scripts.
+ *
+ * A page can start an authorisation without a client login: it asks for the account's mail-client password,
+ * because cached tokens are encrypted with that password (a request started with another one would save
+ * tokens the client cannot open). The password goes over loopback in a POST with the CSRF token, straight to
+ * the token service, and is neither kept nor logged.
+ */
+export interface WebConsoleOptions {
+  settings: WebConsoleSettings;
+  store: ConfigStore;
+  authorisations: Authorisations;
+  /** What a client login does: obtain a token for account and password (starting an authorisation if needed). */
+  authorise: (account: string, password: string) => Promise<unknown>;
+  /** Reloads the configuration and describes the outcome; without it the console offers no reload. */
+  reload?: () => Promise<string>;
+  metrics?: Metrics;
+  activity?: AccountActivity;
+  logger: Logger;
+  /** For tests; a random one per start otherwise. */
+  secret?: string;
+  now?: () => number;
+  /** How often open pages look for token changes made elsewhere (2 s). */
+  pollMs?: number;
+  /** How long an Authorise button waits for its request to appear before answering (15 s). */
+  offerWaitMs?: number;
+}
+
+export interface WebConsole {
+  /** The console's address, e.g. http://127.0.0.1:8025/ */
+  url: string;
+  /** The sign-in URL with this run's secret: it gives a browser its session cookie. */
+  signInUrl: string;
+  frontEnd: FrontEnd;
+  metrics: Metrics;
+  activity: AccountActivity;
+  close(): Promise<void>;
+}
+
+export async function startWebConsole(options: WebConsoleOptions): Promise<WebConsole> {
+  const { settings, logger } = options;
+  const now = options.now ?? Date.now;
+  const metrics = options.metrics ?? new Metrics();
+  const activity = options.activity ?? new AccountActivity(now);
+  const sessions = new ConsoleSessions({ port: settings.port, secret: options.secret });
+  let routes: ConsoleRoutes | undefined;
+  const live = new LiveUpdates({
+    render: (session) => {
+      const status = (routes as ConsoleRoutes).status();
+      return JSON.stringify({
+        sections: renderSections(status, session.csrf),
+        pendingCount: status.pending.length,
+      });
+    },
+    pollMs: options.pollMs ?? 2000,
+    keepAliveMs: 25_000,
+  });
+  const frontEnd = new ConsoleFrontEnd(activity, () => live.changed());
+  activity.onChange(() => live.changed());
+  routes = new ConsoleRoutes({
+    settings,
+    sessions,
+    store: options.store,
+    authorisations: options.authorisations,
+    activity,
+    metrics,
+    frontEnd,
+    live,
+    logger,
+    authorise: options.authorise,
+    reload: options.reload,
+    now,
+    offerWaitMs: options.offerWaitMs ?? 15_000,
+  });
+  const handler = routes;
+  const server = createServer((req, res) => {
+    handler.handle(req, res).catch((error: unknown) => {
+      logger.error(
+        `web console: ${req.method} ${new URL(req.url ?? '/', 'http://x').pathname} failed: ${describeError(error)}`,
+      );
+      if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
+      res.end('internal error: see the mailbridge log\n');
+    });
+  });
+  // Slow or idle clients cannot hold sockets for ever; an event stream is long-lived by design.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      reject(
+        error.code === 'EADDRINUSE'
+          ? new Error(
+              `the web console cannot listen on ${formatAuthority(settings.host, settings.port)}: the port is in use (choose another with --web-console or web_console)`,
+            )
+          : new Error(
+              `the web console cannot listen on ${formatAuthority(settings.host, settings.port)}: ${error.message}`,
+            ),
+      );
+    });
+    server.listen(settings.port, settings.host, () => resolve());
+  });
+  const url = `http://${formatAuthority(settings.host, settings.port)}/`;
+  const signInUrl = `${url}login?secret=${sessions.secret}`;
+  if (!settings.loopback) {
+    logger.warn(
+      `the web console listens on ${url}, beyond this machine, over plain HTTP: prefer loopback and an SSH tunnel`,
+    );
+  }
+  logger.info(`web console at ${url} - sign in once with ${signInUrl}`);
+  return {
+    url,
+    signInUrl,
+    frontEnd,
+    metrics,
+    activity,
+    close: async () => {
+      live.close();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+/** What a reload did, as MailProxy.reload() reports it. */
+export interface ReloadOutcome {
+  added: string[];
+  removed: string[];
+  changed: string[];
+  unchanged: string[];
+  failed: string[];
+}
+
+export function describeReload(summary: ReloadOutcome): string {
+  const list = (names: string[]) => (names.length > 0 ? ` (${names.join(', ')})` : '');
+  const text =
+    `Configuration reloaded: ${summary.added.length} added${list(summary.added)}, ` +
+    `${summary.removed.length} removed${list(summary.removed)}, ` +
+    `${summary.changed.length} changed${list(summary.changed)}, ${summary.unchanged.length} unchanged`;
+  if (summary.failed.length === 0) return `${text}.`;
+  return `${text}; ${summary.failed.length} not listening${list(summary.failed)}: see the log.`;
+}
+
+export interface DaemonConsoleOptions extends Omit<WebConsoleOptions, 'settings'> {
+  /** `--web-console`, which wins over `web_console` in the configuration. */
+  flag: string | undefined;
+  /** Where the console's front end joins the daemon's (and how it is closed with them). */
+  addFrontEnd: (frontEnd: FrontEnd, close: () => void) => void;
+}
+
+/**
+ * The daemon's console, when `--web-console` or `web_console` asks for one: started and joined to the
+ * authorisation front ends. Throws CONFIG_INVALID for an unusable address.
+ */
+export async function openWebConsole(options: DaemonConsoleOptions): Promise<WebConsole | undefined> {
+  const settings = webConsoleSettings(options.flag, options.store.document);
+  if (!settings) return undefined;
+  let web: WebConsole;
+  try {
+    web = await startWebConsole({ ...options, settings });
+  } catch (error: unknown) {
+    throw new MailbridgeError(ErrorCode.CONFIG_INVALID, describeError(error), { cause: error });
+  }
+  options.addFrontEnd(web.frontEnd, () => {
+    void web.close();
+  });
+  return web;
+}
