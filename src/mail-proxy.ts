@@ -8,6 +8,7 @@ import type { Logger } from './log.ts';
 import { Limits } from './net/limits.ts';
 import { type Listener, type LocalTls, listen, listenerBinding, loadLocalTls } from './net/listener.ts';
 import type { HostResolver } from './net/resolve.ts';
+import { NO_OBSERVER, type Observer } from './observer.ts';
 import { ImapSession } from './protocols/imap/session.ts';
 import { Pop3Session } from './protocols/pop3/session.ts';
 import type { ProxySession, SessionOptions } from './protocols/proxy-session.ts';
@@ -29,6 +30,7 @@ export interface MailProxyOptions {
   tokens: TokenService;
   resolver: HostResolver;
   logger: Logger;
+  observer?: Observer;
 }
 
 const SESSIONS: Record<Protocol, new (client: Socket, options: SessionOptions) => ProxySession> = {
@@ -177,15 +179,21 @@ export class MailProxy {
     const logger = this.options.logger.child({ server: server.section, cid });
     logger.debug(`connection from ${socket.remoteAddress}:${socket.remotePort}`);
     const Session = SESSIONS[server.protocol];
+    const observer = this.options.observer ?? NO_OBSERVER;
     const session = new Session(socket, {
       server,
       tokens: this.options.tokens,
       resolver: this.options.resolver,
       logger,
       localTls: server.localStartTls ? localTls?.context : undefined,
+      observer,
     });
     this.sessions.add(session);
-    socket.once('close', () => this.sessions.delete(session));
+    observer.connectionOpened(server.protocol);
+    socket.once('close', () => {
+      this.sessions.delete(session);
+      observer.connectionClosed(server.protocol);
+    });
     void session.start();
   }
 

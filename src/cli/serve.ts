@@ -4,11 +4,14 @@ import { ConfigStore } from '../config/store.ts';
 import { describeError, isMailbridgeError } from '../errors.ts';
 import { createLogger, type LogFormat, type Logger } from '../log.ts';
 import { MailProxy } from '../mail-proxy.ts';
+import { Metrics } from '../metrics.ts';
 import { HostResolver } from '../net/resolve.ts';
 import { TokenClient } from '../oauth/token-client.ts';
 import { KeyDeriver } from '../tokens/key-derivation.ts';
 import { TokenService } from '../tokens/token-service.ts';
+import { AccountActivity } from '../web/activity.ts';
 import { describeReload, openWebConsole } from '../web/console.ts';
+import { consoleObserver } from '../web/observer.ts';
 
 export interface ServeFlags {
   configFile: string;
@@ -50,12 +53,16 @@ export async function serve(flags: ServeFlags): Promise<number> {
     logger,
   });
   const resolver = new HostResolver({ logger });
+  const metrics = new Metrics();
+  const activity = new AccountActivity();
+  const observer = consoleObserver(metrics, activity);
   const tokens = new TokenService({
     store,
     deriver: new KeyDeriver(),
     tokenClient: new TokenClient(),
     authorisations: frontEnds.authorisations,
     logger,
+    observer,
   });
   try {
     await frontEnds.openControlSocket(controlSocketPath(store.configPath), {
@@ -66,7 +73,7 @@ export async function serve(flags: ServeFlags): Promise<number> {
     frontEnds.close();
     return ExitCode.RUNTIME;
   }
-  const proxy = new MailProxy({ store, tokens, resolver, logger });
+  const proxy = new MailProxy({ store, tokens, resolver, logger, observer });
   try {
     await openWebConsole({
       flag: flags.webConsole,
@@ -75,6 +82,8 @@ export async function serve(flags: ServeFlags): Promise<number> {
       authorise: (account, password) => tokens.accessToken(account, password).then(() => undefined),
       reload: () => proxy.reload().then(describeReload),
       addFrontEnd: frontEnds.add,
+      metrics,
+      activity,
       logger,
     });
   } catch (error: unknown) {

@@ -9,6 +9,7 @@ import type { Line } from '../net/line-buffer.ts';
 import type { HostResolver } from '../net/resolve.ts';
 import { ServerConnection } from '../net/server-connection.ts';
 import { connectTcp, startTls } from '../net/upstream.ts';
+import { NO_OBSERVER, type Observer } from '../observer.ts';
 import type { TokenService } from '../tokens/token-service.ts';
 
 /**
@@ -25,6 +26,7 @@ export interface SessionOptions {
   logger: Logger;
   /** The local certificate when the listener offers STARTTLS (local_starttls = True). */
   localTls: tls.SecureContext | undefined;
+  observer?: Observer;
 }
 
 export type SessionState = 'connecting' | 'not-authenticated' | 'authenticating' | 'relaying' | 'closed';
@@ -169,6 +171,20 @@ export abstract class ProxySession {
    * refuses a token that came from the cache (revoked, or expired early), one more try with a new one.
    */
   protected async login(username: string, password: string): Promise<UpstreamLogin> {
+    const { protocol, section } = this.options.server;
+    const observer = this.options.observer ?? NO_OBSERVER;
+    try {
+      const result = await this.loginWithToken(username, password);
+      if (result.accepted) observer.loginSucceeded(protocol, username, section);
+      else observer.loginFailed(protocol, username, new Error(result.reason));
+      return result;
+    } catch (error: unknown) {
+      observer.loginFailed(protocol, username, error);
+      throw error;
+    }
+  }
+
+  private async loginWithToken(username: string, password: string): Promise<UpstreamLogin> {
     const logger = this.logger.child({ account: username });
     let grant = await this.options.tokens.accessToken(username, password);
     this.assertOpen();

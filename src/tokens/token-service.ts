@@ -7,6 +7,7 @@ import type { Logger } from '../log.ts';
 import { buildAuthorisationRequest } from '../oauth/authorisation-url.ts';
 import { clientCredential, serviceAccountJwt } from '../oauth/client-credential.ts';
 import type { ClientCredential, DeviceAuthorisation, TokenClient, TokenSet } from '../oauth/token-client.ts';
+import { NO_OBSERVER, type Observer } from '../observer.ts';
 import { Cryptographer, CURRENT_ITERATIONS } from './cryptographer.ts';
 import type { KeyDeriver } from './key-derivation.ts';
 import { KeyedLock } from './keyed-lock.ts';
@@ -23,6 +24,7 @@ export interface TokenServiceOptions {
   tokenClient: TokenClient;
   authorisations: Authorisations;
   logger: Logger;
+  observer?: Observer;
   /** Unix seconds; injected so tests need no sleeps. */
   now?: () => number;
 }
@@ -124,11 +126,7 @@ export class TokenService {
         const logger = this.options.logger.child({ account: unlocked.account.username });
         try {
           const refreshToken = unlocked.crypto.decrypt(cached.refresh_token);
-          const tokens = await this.options.tokenClient.refresh(
-            unlocked.account,
-            unlocked.credential,
-            refreshToken,
-          );
+          const tokens = await this.refresh(unlocked.account, unlocked.credential, refreshToken);
           await this.save(unlocked.account, unlocked.crypto, tokens, unlocked.secret);
           unlocked.lastRefresh = now;
           logger.info(`refreshed the tokens of '${unlocked.account.username}' in the background`);
@@ -159,7 +157,7 @@ export class TokenService {
       }
       if (!cached.refresh_token) return undefined;
       const refreshToken = unlocked.crypto.decrypt(cached.refresh_token);
-      const tokens = await this.options.tokenClient.refresh(account, unlocked.credential, refreshToken);
+      const tokens = await this.refresh(account, unlocked.credential, refreshToken);
       unlocked.lastRefresh = this.now();
       return this.save(account, unlocked.crypto, tokens, unlocked.secret);
     });
@@ -214,7 +212,7 @@ export class TokenService {
       if (cached.refresh_token) {
         const refreshToken = decrypt(cached.refresh_token);
         try {
-          const tokens = await this.options.tokenClient.refresh(account, credential, refreshToken);
+          const tokens = await this.refresh(account, credential, refreshToken);
           logger.info(`refreshed the access token of account '${account.username}'`);
           return { account, accessToken: await this.save(account, crypto, tokens, secret), fromCache: false };
         } catch (error: unknown) {
@@ -269,6 +267,23 @@ export class TokenService {
     };
   }
 
+  /** One refresh-token grant, reported to the observer whatever its outcome. */
+  private async refresh(
+    account: AccountConfig,
+    credential: ClientCredential,
+    refreshToken: string,
+  ): Promise<TokenSet> {
+    const observer = this.options.observer ?? NO_OBSERVER;
+    try {
+      const tokens = await this.options.tokenClient.refresh(account, credential, refreshToken);
+      observer.tokenRefreshed(true);
+      return tokens;
+    } catch (error: unknown) {
+      observer.tokenRefreshed(false);
+      throw error;
+    }
+  }
+
   /** Grants that need nobody at a browser. */
   private async directGrant(
     account: AccountConfig,
@@ -309,6 +324,7 @@ export class TokenService {
         `account '${account.username}': oauth2_flow '${account.flow}' is not one mailbridge knows (authorization_code, device, client_credentials, password, service_account)`,
       );
     }
+    (this.options.observer ?? NO_OBSERVER).authorisationWaited();
     const job = authorisations.join(account.section, (publish) =>
       account.flow === 'device'
         ? this.deviceFlow(account, crypto, credential, secret, publish)
