@@ -54,7 +54,7 @@ export class TokenClient {
     state: string,
     codeVerifier: string | undefined,
   ): Promise<TokenSet> {
-    const { as, client, auth, request } = this.setup(account, credential);
+    const { as, client, auth, request } = this.setup(account, credential, issuerOf(account, callback));
     return this.call(account, 'exchanging the authorisation code', async () => {
       const parameters = oauth.validateAuthResponse(as, client, callback, state);
       const response = await oauth.authorizationCodeGrantRequest(
@@ -176,12 +176,12 @@ export class TokenClient {
     });
   }
 
-  private setup(account: AccountConfig, credential: ClientCredential) {
+  private setup(account: AccountConfig, credential: ClientCredential, issuer?: string) {
     const tokenUrl = new URL(account.tokenUrl);
     // Plain http is allowed only on loopback; findAccount has refused it anywhere else.
     const insecure = tokenUrl.protocol === 'http:';
     const as: oauth.AuthorizationServer = {
-      issuer: tokenUrl.origin,
+      issuer: issuer ?? tokenUrl.origin,
       token_endpoint: account.tokenUrl,
       authorization_endpoint: account.flow === 'device' ? undefined : account.permissionUrl,
       device_authorization_endpoint: account.flow === 'device' ? account.permissionUrl : undefined,
@@ -207,6 +207,22 @@ export class TokenClient {
       throw classify(account, doing, await withErrorBody(error));
     }
   }
+}
+
+/**
+ * The issuer the authorisation response's `iss` (RFC 9207) is checked against. The configuration names no
+ * issuer, and a provider's may have a path (a Keycloak realm): an `iss` that the configured endpoints lie
+ * under is taken as the issuer; any other stays checked against the token URL's origin, so a response from
+ * another server (a mix-up attack) is still refused.
+ */
+function issuerOf(account: AccountConfig, callback: URLSearchParams): string | undefined {
+  const iss = callback.get('iss');
+  if (!iss) return undefined;
+  const under = (url: string | undefined) =>
+    url !== undefined && (url === iss || url.startsWith(iss.endsWith('/') ? iss : `${iss}/`));
+  return under(account.tokenUrl) && (account.permissionUrl === undefined || under(account.permissionUrl))
+    ? iss
+    : undefined;
 }
 
 function toTokenSet(response: oauth.TokenEndpointResponse): TokenSet {

@@ -34,11 +34,6 @@ export const ACCESS_TOKEN_TTL_S = 3600;
 export interface OidcProviderOptions {
   /** Serve the provider under this path: the issuer is then origin + path, as Keycloak's realms are. */
   mountPath?: string;
-  /**
-   * Treat `access_type=offline` in an authorisation request as a request for offline access, as Google does.
-   * Off, the provider follows OpenID Connect Core §11 alone: offline_access counts only with prompt=consent.
-   */
-  accessTypeOffline?: boolean;
 }
 
 /** Something the provider reported: a grant at the token endpoint, an authorisation, or a failure. */
@@ -182,7 +177,6 @@ export class OidcProviderBed {
 
 export async function startOidcProvider(options: OidcProviderOptions = {}): Promise<OidcProviderBed> {
   const mountPath = options.mountPath ?? '';
-  const accessTypeOffline = options.accessTypeOffline ?? true;
   let handle: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
     res.writeHead(503).end();
   };
@@ -193,13 +187,13 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
   });
   const { port } = server.address() as AddressInfo;
   const origin = `http://127.0.0.1:${port}`;
-  const provider = new Provider(`${origin}${mountPath}`, configuration(accessTypeOffline));
+  const provider = new Provider(`${origin}${mountPath}`, configuration());
   const bed = new OidcProviderBed(provider, origin, server);
   const callback = provider.callback();
   handle = (req, res) => {
     const path = req.url ?? '/';
     if (path.startsWith('/interaction/')) {
-      void approveInteraction(bed, accessTypeOffline, req, res);
+      void approveInteraction(bed, req, res);
     } else if (mountPath && path.startsWith(`${mountPath}/`)) {
       // As a framework mounts it: the provider sees its own path and finds the mount in originalUrl.
       Object.assign(req, { originalUrl: path });
@@ -221,12 +215,16 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
   return bed;
 }
 
-function configuration(accessTypeOffline: boolean): Configuration {
+/**
+ * `access_type=offline` counts as a request for offline access, as Google does: mailbridge sends it (as
+ * email-oauth2-proxy does) but not prompt=consent, without which OpenID Connect Core §11 ignores
+ * offline_access in the code flow.
+ */
+function configuration(): Configuration {
   const signingKey = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' });
   /** Whether the grant behind a code, device code or refresh token allows offline access. */
   const offline = (ctx: KoaContextWithOIDC, scopes: Set<string>) =>
-    scopes.has('offline_access') ||
-    (accessTypeOffline && hasOfflineAccess(ctx.oidc.entities.Grant as Grant | undefined));
+    scopes.has('offline_access') || hasOfflineAccess(ctx.oidc.entities.Grant as Grant | undefined);
   const store = new Map<string, Stored>();
   return {
     adapter: (model: string) => new MemoryAdapter(model, store),
@@ -306,7 +304,6 @@ function hasOfflineAccess(grant: Grant | undefined): boolean {
 /** The login and consent of a person who approves everything at once, as the login_hint's user. */
 async function approveInteraction(
   bed: OidcProviderBed,
-  accessTypeOffline: boolean,
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
@@ -329,7 +326,7 @@ async function approveInteraction(
       if (!grant) throw new Error(`grant ${details.grantId} not found`);
       const missing = details.prompt.details.missingOIDCScope;
       if (Array.isArray(missing)) grant.addOIDCScope(missing.join(' '));
-      if (accessTypeOffline && params.access_type === 'offline') grant.addOIDCScope('offline_access');
+      if (params.access_type === 'offline') grant.addOIDCScope('offline_access');
       result = { consent: { grantId: await grant.save() } };
     }
     await provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
