@@ -44,7 +44,7 @@ export class ServerConnection {
   }
 
   /** Sends `command` (none to await a greeting) and resolves with what `collect` makes of the reply. */
-  exchange<T>(command: string | undefined, collect: Collector<T>): Promise<T> {
+  exchange<T>(command: string | Buffer | undefined, collect: Collector<T>): Promise<T> {
     if (this.socket.destroyed) {
       return Promise.reject(
         new MailbridgeError(ErrorCode.UPSTREAM_PROTOCOL, `the connection to ${this.name} is closed`),

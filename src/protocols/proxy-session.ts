@@ -72,7 +72,7 @@ export abstract class ProxySession {
   /** Bytes from the client before login. */
   protected abstract receive(chunk: Buffer): void;
   /** Reads the server's greeting (and upgrades with STARTTLS if configured); returns the greeting to send. */
-  protected abstract greet(): Promise<string>;
+  protected abstract greet(): Promise<string | Buffer>;
   /** A server line that answers one of the client's own commands. */
   protected abstract onServerLine(line: Line): void;
   /** Logs in upstream with an access token. */
@@ -248,6 +248,14 @@ export abstract class ProxySession {
   protected send(data: string | Buffer): void {
     if (this.closed || this.client.destroyed) return;
     this.client.write(data);
+  }
+
+  /**
+   * A line of the server's, possibly rewritten: its text was read as latin1 (one character a byte), so it is
+   * written back the same way and 8-bit bytes pass unchanged.
+   */
+  protected sendServerLine(text: string): void {
+    this.send(Buffer.from(`${text}\r\n`, 'latin1'));
   }
 
   /** One protocol line; line breaks inside `text` (from a provider's message) are folded, never passed on. */

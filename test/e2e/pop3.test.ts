@@ -95,6 +95,7 @@ describe('POP3 through mailbridge to an OAuth-only Dovecot', () => {
     largeMessage = Buffer.concat([Buffer.from('Subject: large pop\r\n\r\n'), body, Buffer.from('\r\n')]);
     bed.dovecot.seedMessage(ALICE, '1.small', smallMessage);
     bed.dovecot.seedMessage(ALICE, '2.large', largeMessage);
+    bed.dovecot.seedMessage('utf8@example.test', '1.small', smallMessage);
     [port, upstreamStlsPort, localStlsPort, tlsPort] = (await findFreePorts(4)) as [
       number,
       number,
@@ -129,6 +130,7 @@ describe('POP3 through mailbridge to an OAuth-only Dovecot', () => {
         `local_key_path = ${bed.certs.keyPath}`,
         '',
         bed.accountSection(ALICE),
+        bed.accountSection('utf8@example.test'),
       ].join('\n'),
     );
     mailbridge = await startMailbridge({
@@ -186,6 +188,24 @@ p.quit()
       assert.match(await status(client, 'QUIT'), /^\+OK/);
     } finally {
       client.close();
+    }
+  });
+
+  it('reads a UTF-8 password in USER/PASS as the same password as in AUTH PLAIN', async () => {
+    const password = 'pässwörd ✓';
+    const first = await greeted(port);
+    try {
+      assert.match(await status(first, 'USER utf8@example.test'), /^\+OK/);
+      assert.match(await status(first, `PASS ${password}`), /^\+OK/);
+    } finally {
+      first.close();
+    }
+    // The tokens are now encrypted with the password as USER/PASS read it: AUTH PLAIN must find them.
+    const second = await greeted(port);
+    try {
+      assert.match(await status(second, `AUTH PLAIN ${plain('utf8@example.test', password)}`), /^\+OK/);
+    } finally {
+      second.close();
     }
   });
 
@@ -250,6 +270,7 @@ p.quit()
   });
 
   it('refuses a wrong password with -ERR and the reason, and keeps the connection usable', async () => {
+    const prompts = mailbridge.prompts.length;
     const client = await greeted(port);
     try {
       assert.match(await status(client, `USER ${ALICE}`), /^\+OK/);
@@ -267,7 +288,7 @@ p.quit()
     } finally {
       client.close();
     }
-    assert.equal(mailbridge.prompts.length, 1);
+    assert.equal(mailbridge.prompts.length, prompts, 'a wrong password asks nobody');
   });
 
   it('upgrades the upstream connection with STLS when server_starttls is set', async () => {

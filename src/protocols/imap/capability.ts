@@ -45,14 +45,15 @@ export function rewriteCapabilityLine(text: string, options: CapabilityRewriteOp
   const code = CAPABILITY_CODE.exec(text);
   if (!code) return undefined;
   const atoms = rewriteCapabilities(splitAtoms(code[1] ?? ''), options);
-  return text.replace(CAPABILITY_CODE, `[CAPABILITY ${atoms.join(' ')}]`);
+  // A replacer function: the server's text must never be read as a replacement pattern (`$&` and kin).
+  return text.replace(CAPABILITY_CODE, () => `[CAPABILITY ${atoms.join(' ')}]`);
 }
 
 /** Replaces (or inserts) the `[CAPABILITY …]` code of a greeting, e.g. after an upstream STARTTLS. */
 export function withCapabilityCode(greeting: string, atoms: readonly string[]): string {
   const code = `[CAPABILITY ${atoms.join(' ')}]`;
-  if (CAPABILITY_CODE.test(greeting)) return greeting.replace(CAPABILITY_CODE, code);
-  return greeting.replace(/^\* OK ?/i, `* OK ${code} `);
+  if (CAPABILITY_CODE.test(greeting)) return greeting.replace(CAPABILITY_CODE, () => code);
+  return greeting.replace(/^\* OK ?/i, () => `* OK ${code} `);
 }
 
 function splitAtoms(list: string): string[] {

@@ -49,7 +49,7 @@ export class ImapSession extends ProxySession {
     super(client, options);
   }
 
-  protected async greet(): Promise<string> {
+  protected async greet(): Promise<Buffer> {
     const greeting = await readGreeting(this.server());
     if (greeting.status !== 'OK') {
       throw new MailbridgeError(
@@ -57,7 +57,8 @@ export class ImapSession extends ProxySession {
         `the server refused the connection: ${greeting.text}`,
       );
     }
-    if (!this.options.server.serverStartTls) return `${this.rewrite(greeting.text)}\r\n`;
+    if (!this.options.server.serverStartTls)
+      return Buffer.from(`${this.rewrite(greeting.text)}\r\n`, 'latin1');
     // Upstream STARTTLS (RFC 9051 §6.2.1): capabilities announced in clear are stale after it, so the greeting
     // the client sees carries the ones the server lists over TLS.
     const reply = await runCommand(this.server(), this.tag(), 'STARTTLS');
@@ -65,7 +66,8 @@ export class ImapSession extends ProxySession {
       throw new MailbridgeError(ErrorCode.UPSTREAM_PROTOCOL, `the server refused STARTTLS: ${reply.text}`);
     }
     await this.upgradeUpstream();
-    return `${this.rewrite(withCapabilityCode(greeting.text, await this.probeCapabilities()))}\r\n`;
+    const atoms = await this.probeCapabilities();
+    return Buffer.from(`${this.rewrite(withCapabilityCode(greeting.text, atoms))}\r\n`, 'latin1');
   }
 
   protected unavailableReply(reason: string): string {
@@ -246,7 +248,7 @@ export class ImapSession extends ProxySession {
       if (this.closed) return;
       if (result.accepted) {
         // The server's own OK text: it carries the capabilities after login.
-        this.sendLine(`${tag} OK ${result.reply || 'Logged in'}`);
+        this.sendServerLine(`${tag} OK ${result.reply || 'Logged in'}`);
         this.relay();
         return;
       }
@@ -321,7 +323,7 @@ export class ImapSession extends ProxySession {
       return;
     }
     this.upstreamCapabilities = parseCapabilityLine(line.text);
-    this.sendLine(rewritten);
+    this.sendServerLine(rewritten);
   }
 
   private rewrite(text: string): string {

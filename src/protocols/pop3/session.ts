@@ -39,7 +39,7 @@ export class Pop3Session extends LineSession {
     super(client, options);
   }
 
-  protected async greet(): Promise<string> {
+  protected async greet(): Promise<Buffer> {
     const greeting = await this.server().exchange(undefined, (line) => line);
     if (!/^\+OK\b/i.test(greeting.text)) {
       throw new MailbridgeError(
@@ -55,7 +55,7 @@ export class Pop3Session extends LineSession {
       }
       await this.upgradeUpstream();
     }
-    return greeting.raw.toString('latin1');
+    return greeting.raw;
   }
 
   protected unavailableReply(reason: string): string {
@@ -93,7 +93,7 @@ export class Pop3Session extends LineSession {
       return;
     }
     // Anything else (QUIT, APOP, NOOP…) is the server's to answer; its one-line reply is passed back.
-    const reply = await this.server().exchange(line.raw.toString('latin1'), (answer) => answer);
+    const reply = await this.server().exchange(line.raw, (answer) => answer);
     this.send(reply.raw);
     this.server().resume();
   }
@@ -103,7 +103,8 @@ export class Pop3Session extends LineSession {
       this.sendLine('-ERR USER needs a name');
       return;
     }
-    this.pendingUser = name;
+    // Lines are read as latin1; user names and passwords are UTF-8, as in IMAP and SMTP.
+    this.pendingUser = fromLatin1(name);
     this.sendLine('+OK send PASS');
   }
 
@@ -114,7 +115,7 @@ export class Pop3Session extends LineSession {
       this.sendLine('-ERR send USER first');
       return;
     }
-    await this.authenticate(username, password);
+    await this.authenticate(username, fromLatin1(password));
   }
 
   private async auth(argument: string): Promise<void> {
@@ -191,7 +192,7 @@ export class Pop3Session extends LineSession {
       const result = await this.login(username, password);
       if (this.closed) return;
       if (result.accepted) {
-        this.sendLine(result.reply);
+        this.sendServerLine(result.reply);
         this.relay();
         return;
       }
@@ -262,4 +263,8 @@ function responseCode(error: unknown): string {
     return 'SYS/PERM';
   }
   return 'SYS/TEMP';
+}
+
+function fromLatin1(text: string): string {
+  return Buffer.from(text, 'latin1').toString('utf8');
 }

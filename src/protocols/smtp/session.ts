@@ -42,7 +42,7 @@ export class SmtpSession extends LineSession {
     super(client, options);
   }
 
-  protected async greet(): Promise<string> {
+  protected async greet(): Promise<Buffer> {
     const greeting = await this.request(undefined);
     if (greeting.code !== 220) {
       throw new MailbridgeError(
@@ -67,7 +67,7 @@ export class SmtpSession extends LineSession {
       }
       await this.upgradeUpstream();
     }
-    return greeting.raw.toString('latin1');
+    return greeting.raw;
   }
 
   protected unavailableReply(reason: string): string {
@@ -113,14 +113,14 @@ export class SmtpSession extends LineSession {
         return;
       default: {
         // MAIL, RCPT, NOOP, RSET, QUIT…: the server's to answer.
-        const reply = await this.request(line.raw.toString('latin1'));
+        const reply = await this.request(line.raw);
         this.send(reply.raw);
       }
     }
   }
 
   private async hello(line: Line, command: string): Promise<void> {
-    const reply = await this.request(line.raw.toString('latin1'));
+    const reply = await this.request(line.raw);
     if (reply.code !== 250) {
       this.send(reply.raw);
       return;
@@ -132,7 +132,9 @@ export class SmtpSession extends LineSession {
       return;
     }
     this.upstreamMechanisms = ehloMechanisms(reply.lines);
-    this.send(formatReply(250, rewriteEhlo(reply.lines, { localStartTls: this.canStartTls })));
+    this.send(
+      Buffer.from(formatReply(250, rewriteEhlo(reply.lines, { localStartTls: this.canStartTls })), 'latin1'),
+    );
   }
 
   private async startTls(): Promise<void> {
@@ -209,7 +211,7 @@ export class SmtpSession extends LineSession {
       const result = await this.login(username, password);
       if (this.closed) return;
       if (result.accepted) {
-        this.sendLine(result.reply);
+        this.sendServerLine(result.reply);
         this.relay();
         return;
       }
@@ -259,7 +261,7 @@ export class SmtpSession extends LineSession {
   }
 
   /** One command and its whole reply; then the server's unsolicited lines (a 421 at idle) flow on. */
-  private async request(command: string | undefined): Promise<Reply> {
+  private async request(command: string | Buffer | undefined): Promise<Reply> {
     const reply = await this.server().exchange(command, replyCollector());
     this.server().resume();
     return reply;

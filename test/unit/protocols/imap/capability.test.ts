@@ -47,6 +47,17 @@ describe('IMAP capability rewriting', () => {
     );
   });
 
+  it("never reads the server's text as a replacement pattern", () => {
+    assert.equal(
+      rewriteCapabilityLine('* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2 X$&Y] ready', plain),
+      '* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN SASL-IR X$&Y] ready',
+    );
+    assert.equal(
+      withCapabilityCode('* OK [CAPABILITY A] $& ready', ['B$&']),
+      '* OK [CAPABILITY B$&] $& ready',
+    );
+  });
+
   it('leaves other lines alone', () => {
     assert.equal(rewriteCapabilityLine('* OK Microsoft Exchange IMAP4 service is ready.', plain), undefined);
     assert.equal(rewriteCapabilityLine('* 3 FETCH (BODY[] {14}', plain), undefined);
