@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond openssl curl python3 python3-cryptography fetchmail isync swaks libnet-ssleay-perl gcc libc6-dev iproute2 mutt chromium)
+packages=(dovecot-core dovecot-imapd dovecot-pop3d dovecot-submissiond openssl curl python3 python3-cryptography fetchmail isync swaks libnet-ssleay-perl gcc libc6-dev iproute2 procmail maildrop mutt chromium)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -8,6 +8,7 @@ import { doctorCommand } from './doctor-command.ts';
 import { initCommand } from './init-command.ts';
 import { type ServeFlags, serve } from './serve.ts';
 import { statusCommand } from './status-command.ts';
+import { threadCommand } from './thread-command.ts';
 import { tokenCommand } from './token-command.ts';
 
 /**
@@ -44,6 +45,8 @@ const serveCommand = program
   .action(async (options: ServeFlags) => {
     process.exitCode = await serve(options);
   });
+
+program.addCommand(threadCommand());
 
 program.addCommand(authoriseCommand());
 
