@@ -6,6 +6,7 @@ import { describeError, ErrorCode, isMailbridgeError, MailbridgeError } from '..
 import type { Logger } from '../log.ts';
 import { Limits } from '../net/limits.ts';
 import type { Line } from '../net/line-buffer.ts';
+import { relayBytes } from '../net/relay.ts';
 import type { HostResolver } from '../net/resolve.ts';
 import { ServerConnection } from '../net/server-connection.ts';
 import { connectTcp, startTls } from '../net/upstream.ts';
@@ -215,8 +216,8 @@ export abstract class ProxySession {
     const pipelined = this.unhandledClientBytes();
     if (pipelined.length > 0) socket.write(pipelined);
     this.client.off('data', this.onClientData);
-    socket.pipe(this.client);
-    this.client.pipe(socket);
+    relayBytes(socket, this.client);
+    relayBytes(this.client, socket);
     socket.resume();
     this.client.resume();
   }
