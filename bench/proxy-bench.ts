@@ -15,7 +15,7 @@
  * start-up. Direct = our client with AUTHENTICATE XOAUTH2 / AUTH XOAUTH2 on Dovecot's implicit-TLS ports;
  * through = the same client with LOGIN / AUTH PLAIN in clear to mailbridge, which uses those same ports.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -47,27 +47,6 @@ import {
 } from './proxy/measure.ts';
 import { plainResponse, SmtpClient } from './proxy/smtp-client.ts';
 
-// ---- the descriptor limit ------------------------------------------------------------------------------------
-// Idle sessions need two sockets each in mailbridge and one each here: run with the soft limit raised to the
-// hard one (children inherit it). Raising the hard limit itself needs CAP_SYS_RESOURCE, which we may not have.
-{
-  const limits = fileLimits();
-  if (limits.soft < limits.hard && process.env.MAILBRIDGE_BENCH_LIMIT_RAISED === undefined) {
-    const result = spawnSync(
-      'sh',
-      [
-        '-c',
-        'ulimit -n "$(ulimit -Hn)" && exec "$0" "$@"',
-        process.execPath,
-        ...process.execArgv,
-        ...process.argv.slice(1),
-      ],
-      { stdio: 'inherit', env: { ...process.env, MAILBRIDGE_BENCH_LIMIT_RAISED: '1' } },
-    );
-    process.exit(result.status ?? 1);
-  }
-}
-
 const PHASES = ['throughput', 'login', 'concurrency', 'idle', 'smtp', 'startup'] as const;
 type Phase = (typeof PHASES)[number];
 
@@ -86,12 +65,12 @@ interface Scale {
 const FULL: Scale = {
   messages: 200,
   messageBytes: 256 * 1024,
-  throughputRounds: 5,
+  throughputRounds: 9,
   logins: 100,
   concurrent: 1000,
   idle: 10_000,
   smtpBytes: 20 * 1000 * 1000,
-  smtpRounds: 3,
+  smtpRounds: 5,
   startups: 10,
 };
 
@@ -135,6 +114,8 @@ const BULK = 'bulk@bench.test';
 /** Client source addresses for the idle sessions, so that no one address runs out of ephemeral ports. */
 const SOURCE_ADDRESSES = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`);
 const SMALL = message(2000, 0);
+/** Descriptors left free in mailbridge when the idle sessions are sized to its limit. */
+const IDLE_FILE_MARGIN = 16;
 
 function log(text: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${text}\n`);
@@ -536,9 +517,11 @@ async function idle(world: World) {
   const baselineMemory = await probeMemory(pid, probeDir);
   const baselineRss = rssBytes(pid);
   const baselineFiles = openFiles(pid);
+  // Node raises its soft descriptor limit to the hard one at start; only the hard limit bounds the sessions.
   const limit = fileLimits(pid).soft;
-  // Two sockets per session in mailbridge; keep a margin for its own files (log, resolver, thread pool).
-  const target = Math.min(scale.idle, Math.floor((limit - baselineFiles - 40) / 2));
+  // Two sockets per session in mailbridge, and a small margin for files it opens now and then (a DNS query,
+  // the config file): at the limit an accept() fails and a client is refused.
+  const target = Math.min(scale.idle, Math.floor((limit - baselineFiles - IDLE_FILE_MARGIN) / 2));
   log(`idle: opening ${target} sessions (mailbridge: ${baselineFiles} files open, limit ${limit})`);
   const clients: ImapClient[] = [];
   const failures: string[] = [];
@@ -587,6 +570,8 @@ async function idle(world: World) {
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline && openFiles(pid) > baselineFiles + 10) await sleep(250);
   const afterRss = rssBytes(pid);
+  await probeMemory(pid, probeDir);
+  const afterRssAfterGc = rssBytes(pid);
   await stopProxy(world);
   return {
     requested: scale.idle,
@@ -605,6 +590,7 @@ async function idle(world: World) {
     rssBaselineMiB: round(baselineRss / 2 ** 20),
     rssHeldMiB: round(heldRss / 2 ** 20),
     rssAfterCloseMiB: round(afterRss / 2 ** 20),
+    rssAfterCloseAfterGcMiB: round(afterRssAfterGc / 2 ** 20),
     rssPerSessionKiB: kib(perSession),
     rssPerSessionMarginalKiB: kib(marginal),
     rssPerSessionAfterGcKiB: kib((heldRssAfterGc - baselineRss) / held),
@@ -620,6 +606,13 @@ async function idle(world: World) {
 async function smtp(world: World) {
   const user = ACCOUNTS[0] as string;
   const sink = world.bed.sink;
+  const pid = proxyPid(world);
+  // CPU per MB while DATA is sent: the test bed (OAuth server, sink) runs in this process too, so "client"
+  // includes the sink storing the message.
+  const cpu: Side<{ client: number[]; mailbridge: number[] }> = {
+    direct: { client: [], mailbridge: [] },
+    through: { client: [], mailbridge: [] },
+  };
   const send = async (side: keyof Side<unknown>, body: Buffer) => {
     const client = await SmtpClient.connect(
       side === 'direct'
@@ -632,7 +625,12 @@ async function smtp(world: World) {
       else await client.send(`AUTH PLAIN ${plainResponse(user, PASSWORD)}`, 235);
       await client.send(`MAIL FROM:<${user}> SIZE=${body.length}`, 250);
       await client.send('RCPT TO:<someone@bench.test>', 250);
+      const ownBefore = ownCpuMs();
+      const proxyBefore = cpuMs(pid);
       const ms = await client.data(body);
+      const mb = body.length / 1e6;
+      cpu[side].client.push((ownCpuMs() - ownBefore) / mb);
+      cpu[side].mailbridge.push((cpuMs(pid) - proxyBefore) / mb);
       await client.quit();
       const stored = sink.messages.at(-1);
       // Dovecot prepends one Received field and changes nothing else.
@@ -648,13 +646,18 @@ async function smtp(world: World) {
   const warm = message(1000 * 1000, 1);
   await send('direct', warm);
   await send('through', warm);
+  for (const side of [cpu.direct, cpu.through]) {
+    side.client.length = 0;
+    side.mailbridge.length = 0;
+  }
   const body = message(scale.smtpBytes, 2);
   const samples: Side<number[]> = { direct: [], through: [] };
   for (let round_ = 0; round_ < scale.smtpRounds; round_ += 1) {
     const order: (keyof Side<unknown>)[] = round_ % 2 === 0 ? ['direct', 'through'] : ['through', 'direct'];
     for (const side of order) samples[side].push(await send(side, body));
     log(
-      `smtp round ${round_ + 1}: direct ${samples.direct.at(-1)?.toFixed(0)} ms, through ${samples.through.at(-1)?.toFixed(0)} ms`,
+      `smtp round ${round_ + 1}: direct ${samples.direct.at(-1)?.toFixed(0)} ms, through ${samples.through.at(-1)?.toFixed(0)} ms; ` +
+        `CPU ms/MB: this process direct ${round1(cpu.direct.client.at(-1))}, through ${round1(cpu.through.client.at(-1))}, mailbridge ${round1(cpu.through.mailbridge.at(-1))}`,
     );
   }
   const d = median(samples.direct);
@@ -667,6 +670,13 @@ async function smtp(world: World) {
     directMBps: round(scale.smtpBytes / 1e6 / (d / 1000)),
     throughMBps: round(scale.smtpBytes / 1e6 / (t / 1000)),
     ratio: round(d / t, 3),
+    cpuMsPerMB: {
+      direct: { benchProcess: round(median(cpu.direct.client), 2) },
+      through: {
+        benchProcess: round(median(cpu.through.client), 2),
+        mailbridge: round(median(cpu.through.mailbridge), 2),
+      },
+    },
   };
 }
 
@@ -874,7 +884,7 @@ function render(results: Results): string {
   const c = results.concurrency;
   if (c) {
     rows.push([
-      `${c.through.sessions} simultaneous sessions (LOGIN, SELECT, FETCH, LOGOUT; ${c.accounts} accounts): failures`,
+      `${c.through.sessions} simultaneous sessions (LOGIN, SELECT, FETCH, LOGOUT; ${c.accounts} accounts; ${c.through.openAtOnce} / ${c.direct.openAtOnce} open at once): failures`,
       `${c.direct.failures}`,
       `${c.through.failures}`,
       '',
@@ -919,6 +929,14 @@ function render(results: Results): string {
       '',
       '',
     ]);
+    rows.push([
+      '… CPU per MB sent, ms: bench process (client, sink) / mailbridge',
+      `${s.cpuMsPerMB.direct.benchProcess} / –`,
+      `${s.cpuMsPerMB.through.benchProcess} / ${s.cpuMsPerMB.through.mailbridge}`,
+      '',
+      '',
+      '',
+    ]);
   }
   const u = results.startup;
   if (u) {
@@ -936,7 +954,7 @@ function render(results: Results): string {
     `mailbridge benchmark${results.scale === 'quick' ? ' (QUICK: reduced sizes)' : ''}`,
     '',
     `- machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; ${m.kernel}`,
-    `- Node ${m.node}; ${m.date}`,
+    `- Node ${m.node}; ${m.date}; mailbridge at commit ${m.commit}`,
     `- load average (1, 5, 15 min): ${m.loadAtStart.join(' ')} at start, ${(m.loadAtEnd ?? []).join(' ')} at the end`,
     '',
     `| ${header.join(' | ')} |`,

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { cpus, loadavg, release, totalmem } from 'node:os';
 
@@ -30,6 +31,8 @@ export function median(samples: readonly number[]): number {
 }
 
 export interface Machine {
+  /** The commit measured, with `+changes` when src/ differs from it (uncommitted work in the tree). */
+  commit: string;
   cpu: string;
   cores: number;
   memoryGiB: number;
@@ -42,6 +45,7 @@ export interface Machine {
 export function machine(): Machine {
   const list = cpus();
   return {
+    commit: commit(),
     cpu: list[0]?.model.trim() ?? 'unknown',
     cores: list.length,
     memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
@@ -50,6 +54,13 @@ export function machine(): Machine {
     date: new Date().toISOString(),
     loadAtStart: loadAverage(),
   };
+}
+
+function commit(): string {
+  const git = (args: string[]) =>
+    spawnSync('git', args, { cwd: import.meta.dirname, encoding: 'utf8', timeout: 10_000 }).stdout.trim();
+  const head = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
+  return git(['status', '--porcelain', '--', '../../src']) ? `${head}+changes` : head;
 }
 
 export function loadAverage(): number[] {
