@@ -98,13 +98,15 @@ export async function serve(flags: ServeFlags): Promise<number> {
     frontEnds.close();
     return isMailbridgeError(error) ? ExitCode.CONFIG : ExitCode.RUNTIME;
   }
-  logger.info('mailbridge ready: connect your email client to begin');
   const stopRefreshing = tokens.startBackgroundRefresh();
-
-  return untilStopped(proxy, store, logger, () => {
+  // The signal handlers go in before anyone is told we are ready: a SIGTERM right after 'ready' must stop
+  // mailbridge cleanly (tokens saved), not kill it.
+  const stopped = untilStopped(proxy, store, logger, () => {
     stopRefreshing();
     frontEnds.close();
   });
+  logger.info('mailbridge ready: connect your email client to begin');
+  return stopped;
 }
 
 /**

@@ -91,4 +91,14 @@ describe('the mailbridge command', () => {
       assert.equal(await process_.stop(), 0);
     }
   });
+
+  it('stops cleanly on a SIGTERM sent the moment it says it is ready', async () => {
+    const [port] = (await findFreePorts(1)) as [number];
+    const path = join(dir, 'ready.config');
+    await writeFile(path, `[IMAP-${port}]\nserver_address = 127.0.0.1\nserver_port = 1\n`);
+    const process_ = await startMailbridge({ args: ['--config-file', path] });
+    await process_.waitForLog('mailbridge ready');
+    assert.equal(await process_.stop(), 0, process_.stderr());
+    assert.match(process_.stderr(), /mailbridge stopped/);
+  });
 });
