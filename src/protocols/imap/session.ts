@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { describeError, ErrorCode, isMailbridgeError, MailbridgeError } from '../../errors.ts';
+import { describeError, ErrorCode, MailbridgeError } from '../../errors.ts';
 import { Limits } from '../../net/limits.ts';
 import { type Line, LineTooLongError } from '../../net/line-buffer.ts';
 import {
@@ -11,6 +11,7 @@ import {
   OAuthMechanism,
 } from '../../sasl/oauth.ts';
 import { decodePlain } from '../../sasl/plain.ts';
+import { type LoginFailure, loginFailure } from '../login-failure.ts';
 import { ProxySession, type SessionOptions, type UpstreamLogin } from '../proxy-session.ts';
 import { ArgumentError, type CommandPart, loginCredentials, parseAstrings } from './arguments.ts';
 import { parseCapabilityLine, rewriteCapabilityLine, withCapabilityCode } from './capability.ts';
@@ -259,7 +260,7 @@ export class ImapSession extends ProxySession {
       if (this.closed) return;
       this.logger.warn({ account: username, error: describeError(error) }, `login failed for '${username}'`);
       this.sendLine(
-        `${tag} NO [${responseCode(error)}] mailbridge: ${command} failed for ${username}: ${describeError(error)}`,
+        `${tag} NO [${RESPONSE_CODE[loginFailure(error)]}] mailbridge: ${command} failed for ${username}: ${describeError(error)}`,
       );
       if (this.isFatal(error)) {
         this.close('upstream protocol failure');
@@ -337,20 +338,10 @@ export class ImapSession extends ProxySession {
   }
 }
 
-/** RFC 5530 response codes, so clients can tell "try later" from "wrong password". */
-function responseCode(error: unknown): string {
-  if (!isMailbridgeError(error)) return 'UNAVAILABLE';
-  switch (error.code) {
-    case ErrorCode.TOKEN_WRONG_PASSWORD:
-    case ErrorCode.ACCOUNT_UNKNOWN:
-      return 'AUTHENTICATIONFAILED';
-    case ErrorCode.ACCOUNT_INCOMPLETE:
-    case ErrorCode.OAUTH_PROVIDER:
-    case ErrorCode.CONFIG_INVALID:
-      return 'CONTACTADMIN';
-    case ErrorCode.OAUTH_GRANT_INVALID:
-      return 'AUTHORIZATIONFAILED';
-    default:
-      return 'UNAVAILABLE';
-  }
-}
+/** RFC 5530 response codes for each kind of login failure. */
+const RESPONSE_CODE: Record<LoginFailure, string> = {
+  credentials: 'AUTHENTICATIONFAILED',
+  configuration: 'CONTACTADMIN',
+  authorisation: 'AUTHORIZATIONFAILED',
+  temporary: 'UNAVAILABLE',
+};

@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { describeError, ErrorCode, isMailbridgeError, MailbridgeError } from '../../errors.ts';
+import { describeError, ErrorCode, MailbridgeError } from '../../errors.ts';
 import type { Line } from '../../net/line-buffer.ts';
 import {
   abortResponse,
@@ -10,6 +10,7 @@ import {
 } from '../../sasl/oauth.ts';
 import { decodePlain } from '../../sasl/plain.ts';
 import { LineSession } from '../line-session.ts';
+import { type LoginFailure, loginFailure } from '../login-failure.ts';
 import type { SessionOptions, UpstreamLogin } from '../proxy-session.ts';
 import { rewriteCapa, saslMechanisms } from './capa.ts';
 
@@ -203,7 +204,7 @@ export class Pop3Session extends LineSession {
       if (this.closed) return;
       this.logger.warn({ account: username, error: describeError(error) }, `login failed for '${username}'`);
       this.sendLine(
-        `-ERR [${responseCode(error)}] mailbridge: login failed for ${username}: ${describeError(error)}`,
+        `-ERR [${RESPONSE_CODE[loginFailure(error)]}] mailbridge: login failed for ${username}: ${describeError(error)}`,
       );
       if (this.isFatal(error)) {
         this.close('upstream protocol failure');
@@ -249,21 +250,12 @@ export class Pop3Session extends LineSession {
 }
 
 /** RFC 3206 response codes: [AUTH] for credentials, [SYS/TEMP] for what may work later. */
-function responseCode(error: unknown): string {
-  if (
-    isMailbridgeError(error, ErrorCode.TOKEN_WRONG_PASSWORD) ||
-    isMailbridgeError(error, ErrorCode.ACCOUNT_UNKNOWN)
-  ) {
-    return 'AUTH';
-  }
-  if (
-    isMailbridgeError(error, ErrorCode.ACCOUNT_INCOMPLETE) ||
-    isMailbridgeError(error, ErrorCode.OAUTH_PROVIDER)
-  ) {
-    return 'SYS/PERM';
-  }
-  return 'SYS/TEMP';
-}
+const RESPONSE_CODE: Record<LoginFailure, string> = {
+  credentials: 'AUTH',
+  configuration: 'SYS/PERM',
+  authorisation: 'SYS/TEMP',
+  temporary: 'SYS/TEMP',
+};
 
 function fromLatin1(text: string): string {
   return Buffer.from(text, 'latin1').toString('utf8');

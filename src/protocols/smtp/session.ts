@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { describeError, ErrorCode, isMailbridgeError, MailbridgeError } from '../../errors.ts';
+import { describeError, ErrorCode, MailbridgeError } from '../../errors.ts';
 import type { Line } from '../../net/line-buffer.ts';
 import {
   abortResponse,
@@ -10,6 +10,7 @@ import {
 } from '../../sasl/oauth.ts';
 import { decodePlain } from '../../sasl/plain.ts';
 import { LineSession } from '../line-session.ts';
+import { type LoginFailure, loginFailure } from '../login-failure.ts';
 import type { SessionOptions, UpstreamLogin } from '../proxy-session.ts';
 import {
   ehloMechanisms,
@@ -222,7 +223,9 @@ export class SmtpSession extends LineSession {
     } catch (error: unknown) {
       if (this.closed) return;
       this.logger.warn({ account: username, error: describeError(error) }, `login failed for '${username}'`);
-      this.sendLine(`${replyCode(error)} mailbridge: login failed for ${username}: ${describeError(error)}`);
+      this.sendLine(
+        `${REPLY_CODE[loginFailure(error)]} mailbridge: login failed for ${username}: ${describeError(error)}`,
+      );
       if (this.isFatal(error)) {
         this.close('upstream protocol failure');
         return;
@@ -278,19 +281,10 @@ function decodeText(base64: string): string {
   return Buffer.from(base64.trim(), 'base64').toString('utf8');
 }
 
-/** 535 for credentials, 454 (RFC 4954 §6) for what may work later: network, pending authorisation. */
-function replyCode(error: unknown): string {
-  if (
-    isMailbridgeError(error, ErrorCode.TOKEN_WRONG_PASSWORD) ||
-    isMailbridgeError(error, ErrorCode.ACCOUNT_UNKNOWN)
-  ) {
-    return '535 5.7.8';
-  }
-  if (
-    isMailbridgeError(error, ErrorCode.ACCOUNT_INCOMPLETE) ||
-    isMailbridgeError(error, ErrorCode.OAUTH_PROVIDER)
-  ) {
-    return '535 5.7.8';
-  }
-  return '454 4.7.0';
-}
+/** 535 for what the client or its operator must fix, 454 (RFC 4954 §6) for what may work later. */
+const REPLY_CODE: Record<LoginFailure, string> = {
+  credentials: '535 5.7.8',
+  configuration: '535 5.7.8',
+  authorisation: '454 4.7.0',
+  temporary: '454 4.7.0',
+};
