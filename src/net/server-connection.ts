@@ -67,8 +67,9 @@ export class ServerConnection {
     return done;
   }
 
-  write(data: string | Buffer): void {
-    this.socket.write(data);
+  /** False when the socket's buffer is full: the caller should wait for 'drain' before writing more. */
+  write(data: string | Buffer): boolean {
+    return this.socket.write(data);
   }
 
   /** Reads on after an exchange completed. */

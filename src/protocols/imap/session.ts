@@ -126,7 +126,7 @@ export class ImapSession extends ProxySession {
       return;
     }
     if (current.kind === 'forward') {
-      this.server().write(frame.kind === 'line' ? frame.raw : frame.data);
+      this.forward(frame.kind === 'line' ? frame.raw : frame.data);
       if (frame.kind === 'line' && !frame.literal) this.current = undefined;
       return;
     }
@@ -180,8 +180,20 @@ export class ImapSession extends ProxySession {
     }
     // Only tag and verb: a command we do not recognise might still carry a password.
     this.logger.debug(`client: ${tag ?? '?'} ${verb ?? '(unparsable line)'}`);
-    this.server().write(frame.raw);
+    this.forward(frame.raw);
     if (frame.literal) this.current = { kind: 'forward' };
+  }
+
+  /**
+   * A client command for the server. When the server reads slower than the client pipelines (a flood before
+   * login), the client is not read until the server has caught up, so the backlog waits in TCP, not here.
+   */
+  private forward(data: Buffer): void {
+    if (this.server().write(data)) return;
+    this.client.pause();
+    this.server().connection.once('drain', () => {
+      if (this.state === 'not-authenticated') this.client.resume();
+    });
   }
 
   /** Local STARTTLS (RFC 9051 §6.2.1); the client must ask for capabilities again afterwards. */
