@@ -6,7 +6,12 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl } from '../testbed/clients.ts';
-import { MAILBRIDGE_BIN, type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
+import {
+  MAILBRIDGE_BIN,
+  type MailbridgeProcess,
+  startMailbridge,
+  stopMailbridgeAndBed,
+} from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 
 /**
@@ -82,9 +87,7 @@ describe('authorisation flows through mailbridge', () => {
   });
 
   after(async () => {
-    const code = await mailbridge?.stop();
-    await bed?.stop();
-    assert.equal(code, 0, `mailbridge exited with ${code}; log:\n${mailbridge?.stderr()}`);
+    await stopMailbridgeAndBed(mailbridge, bed);
   });
 
   it('--local-server-auth: the redirect listener completes the login; stray requests get 404 and consume nothing', async () => {

@@ -5,7 +5,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl } from '../testbed/clients.ts';
-import { type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
+import {
+  type MailbridgeProcess,
+  startAuthorisingMailbridge,
+  stopMailbridgeAndBed,
+} from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 
 /**
@@ -73,18 +77,11 @@ describe(`a burst of ${CLIENTS} connections`, () => {
         bed.accountSection(ALICE),
       ].join('\n'),
     );
-    mailbridge = await startMailbridge({
-      args: ['--no-gui', '--external-auth', '--config-file', configPath],
-      caCertPath: bed.certs.caCertPath,
-      authorise: (url) => bed.oauth.authorize(url),
-    });
-    await mailbridge.waitForLog('mailbridge ready');
+    mailbridge = await startAuthorisingMailbridge(bed, configPath);
   });
 
   after(async () => {
-    const code = await mailbridge?.stop();
-    await bed?.stop();
-    assert.equal(code, 0, mailbridge?.stderr().slice(-4000));
+    await stopMailbridgeAndBed(mailbridge, bed);
   });
 
   it('serves every one: greeting and LOGOUT through to Dovecot, nothing refused or hanging', async (t) => {

@@ -4,7 +4,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { fetchmail, mbsync, TlsConversation } from '../testbed/clients.ts';
-import { type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
+import {
+  type MailbridgeProcess,
+  startAuthorisingMailbridge,
+  stopMailbridgeAndBed,
+} from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 import { RawClient } from '../testbed/raw-client.ts';
 
@@ -101,18 +105,11 @@ describe('fetchmail and mbsync through mailbridge', () => {
         bed.accountSection(ALICE),
       ].join('\n'),
     );
-    mailbridge = await startMailbridge({
-      args: ['--no-gui', '--external-auth', '--config-file', configPath],
-      caCertPath: bed.certs.caCertPath,
-      authorise: (url) => bed.oauth.authorize(url),
-    });
-    await mailbridge.waitForLog('mailbridge ready');
+    mailbridge = await startAuthorisingMailbridge(bed, configPath);
   });
 
   after(async () => {
-    const code = await mailbridge?.stop();
-    await bed?.stop();
-    assert.equal(code, 0, `mailbridge exited with ${code}; log:\n${mailbridge?.stderr()}`);
+    await stopMailbridgeAndBed(mailbridge, bed);
   });
 
   it('fetchmail over POP3 (USER/PASS) delivers every message to its mda equal to the server file', async () => {

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl } from '../testbed/clients.ts';
-import { type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
+import { type MailbridgeProcess, startMailbridge, stopMailbridgeAndBed } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 import { RawClient } from '../testbed/raw-client.ts';
 import {
@@ -142,9 +142,7 @@ describe(`fuzzing the live process (${INPUTS_PER_PROTOCOL} inputs per protocol)`
   });
 
   after(async () => {
-    const code = await mailbridge?.stop();
-    await bed?.stop();
-    assert.equal(code, 0, mailbridge?.stderr().slice(-4000));
+    await stopMailbridgeAndBed(mailbridge, bed);
   });
 
   for (const [name, generate, offset] of [

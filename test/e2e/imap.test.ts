@@ -6,7 +6,11 @@ import { after, before, describe, it } from 'node:test';
 import { IniDocument } from '../../src/config/ini.ts';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl, python } from '../testbed/clients.ts';
-import { type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
+import {
+  type MailbridgeProcess,
+  startAuthorisingMailbridge,
+  stopMailbridgeAndBed,
+} from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 import { RawClient } from '../testbed/raw-client.ts';
 
@@ -94,18 +98,11 @@ describe('IMAP through mailbridge to an OAuth-only Dovecot', () => {
         bed.accountSection(CAROL),
       ].join('\n'),
     );
-    mailbridge = await startMailbridge({
-      args: ['--no-gui', '--external-auth', '--config-file', configPath],
-      caCertPath: bed.certs.caCertPath,
-      authorise: (url) => bed.oauth.authorize(url),
-    });
-    await mailbridge.waitForLog('mailbridge ready');
+    mailbridge = await startAuthorisingMailbridge(bed, configPath);
   });
 
   after(async () => {
-    const code = await mailbridge?.stop();
-    await bed?.stop();
-    assert.equal(code, 0, `mailbridge exited with ${code}; log:\n${mailbridge?.stderr()}`);
+    await stopMailbridgeAndBed(mailbridge, bed);
   });
 
   it('authorises on first login in the terminal, then relays a FETCH byte-identical to the server file', async () => {

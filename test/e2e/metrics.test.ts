@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl } from '../testbed/clients.ts';
-import { type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
+import { type MailbridgeProcess, startMailbridge, stopMailbridgeAndBed } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 
 /**
@@ -47,9 +47,7 @@ describe('metrics and account activity from live sessions', () => {
   });
 
   after(async () => {
-    const code = await mailbridge?.stop();
-    await bed?.stop();
-    assert.equal(code, 0, `mailbridge exited with ${code}; log:\n${mailbridge?.stderr()}`);
+    await stopMailbridgeAndBed(mailbridge, bed);
   });
 
   it('counts connections, logins by result, waits and refreshes, and shows them per account', async () => {

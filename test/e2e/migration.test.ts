@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { IniDocument } from '../../src/config/ini.ts';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl, python } from '../testbed/clients.ts';
-import { type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
+import { type MailbridgeProcess, startMailbridge, stopMailbridgeAndBed } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 
 /**
@@ -61,9 +61,7 @@ describe('migrating from email-oauth2-proxy', () => {
   });
 
   after(async () => {
-    const code = await mailbridge?.stop();
-    await bed?.stop();
-    assert.equal(code, 0, `mailbridge exited with ${code}; log:\n${mailbridge?.stderr()}`);
+    await stopMailbridgeAndBed(mailbridge, bed);
   });
 
   it('refuses a wrong password and leaves the Python-made cache as it was', async () => {

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { IniDocument } from '../../src/config/ini.ts';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { launchDovecot, readMasterPid, stopMaster } from '../testbed/dovecot-daemon.ts';
-import { type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
+import { type MailbridgeProcess, startAuthorisingMailbridge } from '../testbed/mailbridge.ts';
 import { findFreePorts, waitForPort } from '../testbed/ports.ts';
 import { isAlive, waitForExit } from '../testbed/processes.ts';
 import { RawClient } from '../testbed/raw-client.ts';
@@ -195,12 +195,7 @@ describe('network failures are never authentication failures', () => {
         bed.accountSection(ALICE, { token_url: `http://127.0.0.1:${tokenProxy.port}/token` }),
       ].join('\n'),
     );
-    mailbridge = await startMailbridge({
-      args: ['--no-gui', '--external-auth', '--config-file', configPath],
-      caCertPath: bed.certs.caCertPath,
-      authorise: (url) => bed.oauth.authorize(url),
-    });
-    await mailbridge.waitForLog('mailbridge ready');
+    mailbridge = await startAuthorisingMailbridge(bed, configPath);
     assert.match(await imapLogin(), /^a1 OK/);
     assert.equal(mailbridge.prompts.length, 1);
   });

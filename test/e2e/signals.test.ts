@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl, TlsConversation } from '../testbed/clients.ts';
-import { type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
+import { type MailbridgeProcess, startAuthorisingMailbridge } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 import { RawClient } from '../testbed/raw-client.ts';
 
@@ -143,12 +143,7 @@ describe('signals: SIGHUP reload with live sessions, SIGUSR1, SIGTERM', () => {
     ports = { kept, gone, pop, tls, smtp };
     configPath = join(bed.dir, 'emailproxy.config');
     await writeFile(configPath, config('before'));
-    mailbridge = await startMailbridge({
-      args: ['--no-gui', '--external-auth', '--config-file', configPath],
-      caCertPath: bed.certs.caCertPath,
-      authorise: (url) => bed.oauth.authorize(url),
-    });
-    await mailbridge.waitForLog('mailbridge ready');
+    mailbridge = await startAuthorisingMailbridge(bed, configPath);
     // The first login authorises the account; every later one uses the cached token.
     (await loggedIn(ports.kept)).close();
   });

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl, python, swaks, TlsConversation } from '../testbed/clients.ts';
-import { type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
+import { type MailbridgeProcess, startAuthorisingMailbridge } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 import { RawClient } from '../testbed/raw-client.ts';
 import { type SinkMessage, type SmtpSink, splitReceivedHeader } from '../testbed/smtp-sink.ts';
@@ -195,12 +195,7 @@ describe('SMTP through mailbridge to an OAuth-only Dovecot submission service', 
         bed.accountSection(ALICE),
       ].join('\n'),
     );
-    mailbridge = await startMailbridge({
-      args: ['--no-gui', '--external-auth', '--config-file', configPath],
-      caCertPath: bed.certs.caCertPath,
-      authorise: (url) => bed.oauth.authorize(url),
-    });
-    await mailbridge.waitForLog('mailbridge ready');
+    mailbridge = await startAuthorisingMailbridge(bed, configPath);
   });
 
   after(async () => {

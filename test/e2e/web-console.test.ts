@@ -9,7 +9,7 @@ import { Cryptographer } from '../../src/tokens/cryptographer.ts';
 import { KeyDeriver } from '../../src/tokens/key-derivation.ts';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl } from '../testbed/clients.ts';
-import { type MailbridgeProcess, startMailbridge } from '../testbed/mailbridge.ts';
+import { type MailbridgeProcess, startMailbridge, stopMailbridgeAndBed } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 
 /**
@@ -134,9 +134,7 @@ describe('web console in a real browser', () => {
   after(async () => {
     await context?.close();
     await new Promise<void>((resolve) => (other ? other.close(() => resolve()) : resolve()));
-    const code = await mailbridge?.stop();
-    await bed?.stop();
-    assert.equal(code, 0, `mailbridge exited with ${code}; log:\n${mailbridge?.stderr()}`);
+    await stopMailbridgeAndBed(mailbridge, bed);
   });
 
   it('signs in with the printed URL: the secret leaves the address bar for an HttpOnly, SameSite=Strict cookie', async () => {

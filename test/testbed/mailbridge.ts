@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
@@ -111,4 +112,36 @@ export async function startMailbridge(options: MailbridgeProcessOptions): Promis
     stop,
   };
   return process_;
+}
+
+/** What startAuthorisingMailbridge needs of a test bed: its CA and its OAuth server's "browser". */
+interface Bed {
+  certs: { caCertPath: string };
+  oauth: { authorize(url: string): Promise<string> };
+  stop(): Promise<void>;
+}
+
+/**
+ * mailbridge with `--external-auth` whose terminal prompts are answered by the test bed's OAuth server, as a
+ * person would: open the URL, sign in, paste the redirect. Resolves once it is ready.
+ */
+export async function startAuthorisingMailbridge(
+  bed: Bed,
+  configPath: string,
+  extraArgs: string[] = [],
+): Promise<MailbridgeProcess> {
+  const mailbridge = await startMailbridge({
+    args: ['--no-gui', '--external-auth', '--config-file', configPath, ...extraArgs],
+    caCertPath: bed.certs.caCertPath,
+    authorise: (url) => bed.oauth.authorize(url),
+  });
+  await mailbridge.waitForLog('mailbridge ready');
+  return mailbridge;
+}
+
+/** The end of a test file: mailbridge stops (and must exit 0, or the file fails with its log), then the bed. */
+export async function stopMailbridgeAndBed(mailbridge?: MailbridgeProcess, bed?: { stop(): Promise<void> }) {
+  const code = await mailbridge?.stop();
+  await bed?.stop();
+  assert.equal(code ?? 0, 0, `mailbridge exited with ${code}; log:\n${mailbridge?.stderr().slice(-4000)}`);
 }
