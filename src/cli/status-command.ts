@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { askDaemon, controlSocketPath } from '../authorise/control-socket.ts';
 import { ConfigStore } from '../config/store.ts';
 import { collectStatus, formatStatus } from '../doctor/status.ts';
 import { describeError } from '../errors.ts';
@@ -6,8 +7,9 @@ import { silentLogger } from '../log.ts';
 import { addFileOptions, CommandExit, exitCodeFor, type FileFlags } from './command-support.ts';
 
 /**
- * `mailbridge status`: accounts, token expiry and listeners, read from the configuration and the token cache.
- * It needs no password (expiry and presence are stored in clear) and never prints a token or a secret.
+ * `mailbridge status`: accounts, token expiry and listeners, read from the configuration and the token cache,
+ * and the pending authorisations of the running daemon when one answers. It needs no password (expiry and
+ * presence are stored in clear) and never prints a token or a secret.
  */
 export interface StatusFlags extends FileFlags {
   json?: boolean;
@@ -15,7 +17,7 @@ export interface StatusFlags extends FileFlags {
 
 export function statusCommand(): Command {
   const command = new Command('status').description(
-    'show accounts (token expiry, refresh token, last activity) and what mailbridge listens on, from the files',
+    'show accounts (token expiry, refresh token, last activity), what mailbridge listens on, and pending authorisations',
   );
   addFileOptions(command);
   command.option('--json', 'print the report as JSON').action(async (flags: StatusFlags) => {
@@ -35,7 +37,12 @@ export async function runStatus(
       cachePath: flags.cacheStore,
       logger: silentLogger(),
     });
-    const report = collectStatus(store);
+    // A running daemon adds what only it knows; without one the files alone answer.
+    const daemon = await askDaemon(controlSocketPath(flags.configFile), { op: 'list' }).catch(
+      () => undefined,
+    );
+    const pending = daemon?.ok ? (daemon.pending ?? []) : null;
+    const report = collectStatus(store, Date.now(), pending);
     stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
     return CommandExit.OK;
   } catch (error: unknown) {

@@ -1,3 +1,4 @@
+import type { PendingSummary } from '../authorise/control-socket.ts';
 import type { ConfigStore } from '../config/store.ts';
 import {
   type AccountDescription,
@@ -8,9 +9,10 @@ import {
 } from './config-review.ts';
 
 /**
- * `mailbridge status` read from the files: what is cached for each account (never a token, only whether one
- * is there and when it expires) and what would listen where. The daemon knows more (pending authorisations,
- * open sessions); `source` says which of the two answered, so a daemon-backed report can share this shape.
+ * `mailbridge status`: from the files, what is cached for each account (never a token, only whether one is
+ * there and when it expires) and what would listen where; from the running daemon, when one answers, the
+ * authorisations waiting for a person. The daemon writes every token it gets to the files, so they are
+ * current either way.
  */
 export interface TokenState {
   present: boolean;
@@ -31,24 +33,28 @@ export interface AccountStatus extends AccountDescription {
 }
 
 export interface StatusReport {
-  source: 'files';
+  source: 'files' | 'files and daemon';
   configFile: string;
   cacheFile: string;
   generatedAt: string;
   listeners: ListenerDescription[];
   accounts: AccountStatus[];
-  /** Only a running daemon knows them; null when it was not asked. */
-  pendingAuthorisations: null;
+  /** Only a running daemon knows them; null when none answered. */
+  pendingAuthorisations: PendingSummary[] | null;
 }
 
 /** As the token service: a token this close to expiry is refreshed before use. */
 const REFRESH_MARGIN_S = 600;
 
-export function collectStatus(store: ConfigStore, nowMs: number = Date.now()): StatusReport {
+export function collectStatus(
+  store: ConfigStore,
+  nowMs: number = Date.now(),
+  pending: PendingSummary[] | null = null,
+): StatusReport {
   const now = Math.floor(nowMs / 1000);
   const { accounts } = describeAccounts(store);
   return {
-    source: 'files',
+    source: pending === null ? 'files' : 'files and daemon',
     configFile: store.configPath,
     cacheFile: store.cachePath,
     generatedAt: new Date(nowMs).toISOString(),
@@ -75,13 +81,15 @@ export function collectStatus(store: ConfigStore, nowMs: number = Date.now()): S
         lastActivity: lastActivity === undefined ? undefined : new Date(lastActivity * 1000).toISOString(),
       };
     }),
-    pendingAuthorisations: null,
+    pendingAuthorisations: pending,
   };
 }
 
 export function formatStatus(report: StatusReport, nowMs: number = Date.now()): string {
   const lines = [
-    `mailbridge status from the files (no running daemon was asked)`,
+    report.pendingAuthorisations === null
+      ? 'mailbridge status from the files (no running mailbridge answered)'
+      : 'mailbridge status from the files and the running mailbridge',
     `  configuration: ${report.configFile}`,
     ...(report.cacheFile === report.configFile ? [] : [`  token cache:   ${report.cacheFile}`]),
     '',
@@ -94,6 +102,15 @@ export function formatStatus(report: StatusReport, nowMs: number = Date.now()): 
   for (const account of report.accounts) {
     lines.push(`  ${account.section}${account.kind === 'catch-all' ? ' (catch-all)' : ''}`);
     for (const detail of accountDetails(account, nowMs)) lines.push(`    ${detail}`);
+  }
+  if (report.pendingAuthorisations !== null) {
+    lines.push('', 'waiting for a person (answer with `mailbridge authorise ACCOUNT`):');
+    if (report.pendingAuthorisations.length === 0) lines.push('  none');
+    for (const item of report.pendingAuthorisations) {
+      const what =
+        item.kind === 'device' ? `enter the code ${item.userCode ?? ''} at ${item.url}` : `open ${item.url}`;
+      lines.push(`  ${item.account}: ${what} (since ${formatTime(item.waitingSince)})`);
+    }
   }
   return `${lines.join('\n')}\n`;
 }

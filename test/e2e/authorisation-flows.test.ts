@@ -141,6 +141,22 @@ describe('authorisation flows through mailbridge', () => {
     const url = await loggedUrl('ctl@example.test');
     const list = await run(process.execPath, [MAILBRIDGE_BIN, 'authorise', '--config-file', configPath]);
     assert.match(list.stdout, /^ctl@example\.test: open http\S+ \(waiting since /m);
+    const status = await run(process.execPath, [
+      MAILBRIDGE_BIN,
+      'status',
+      '--json',
+      '--config-file',
+      configPath,
+    ]);
+    const report = JSON.parse(status.stdout) as {
+      source: string;
+      pendingAuthorisations: { account: string }[];
+    };
+    assert.equal(report.source, 'files and daemon');
+    assert.deepEqual(
+      report.pendingAuthorisations.map((item) => item.account),
+      ['ctl@example.test'],
+    );
     const redirect = await bed.oauth.authorize(url);
     const answer = run(process.execPath, [
       MAILBRIDGE_BIN,
