@@ -1,5 +1,6 @@
 import type { Protocol, ServerConfig } from '../config/servers.ts';
 import { describeError, ErrorCode, isMailbridgeError } from '../errors.ts';
+import { explainProviderError } from '../oauth/provider-errors.ts';
 import { isMicrosoftMailHost } from '../oauth/providers.ts';
 import { explainSmtpRefusal } from '../protocols/smtp/replies.ts';
 import type { BearerError } from '../sasl/oauth.ts';
@@ -9,66 +10,6 @@ import type { BearerError } from '../sasl/oauth.ts';
  * means and what to change. Each function returns advice for the operator, or undefined when it has none
  * beyond the message itself.
  */
-
-/**
- * Provider errors the token client's own remedies (src/oauth/provider-errors.ts, already part of its error
- * messages) do not cover: mostly the ways of being in the wrong tenant, which only a diagnosis run meets.
- */
-const MORE_PROVIDER_ERRORS: readonly { pattern: RegExp; advice: string }[] = [
-  {
-    pattern: /redirect_uri_mismatch/,
-    advice:
-      'redirect URI mismatch: use a Google OAuth client of type "Desktop app" (it accepts http://localhost) and set redirect_uri = http://localhost',
-  },
-  {
-    pattern: /AADSTS50194\b/,
-    advice:
-      'wrong tenant: the app is registered for one organisation only; replace "common" in permission_url and token_url with your Directory (tenant) ID',
-  },
-  {
-    pattern: /AADSTS90002\b/,
-    advice:
-      'wrong tenant: the tenant named in permission_url and token_url does not exist; use common, organizations, consumers or your Directory (tenant) ID',
-  },
-  {
-    pattern: /AADSTS50020\b/,
-    advice:
-      "wrong tenant: the account you signed in with is not part of the app's organisation; sign in with an account of that organisation, or register the app for any organisation",
-  },
-  {
-    pattern: /AADSTS500011\b/,
-    advice:
-      'wrong tenant or no mailbox: Exchange Online (https://outlook.office.com) does not exist in the tenant you signed in to; sign in with the account that has the mailbox',
-  },
-  { pattern: /AADSTS70008\b/, advice: 'the refresh token or code has expired: authorise the account again' },
-  {
-    pattern: /AADSTS50079\b/,
-    advice: 'multi-factor authentication is now required: authorise the account again in a browser',
-  },
-  {
-    pattern: /AADSTS7000218\b/,
-    advice:
-      'the app is registered as a confidential ("Web") client: set client_secret, or register http://localhost under "Mobile and desktop applications" and allow public client flows',
-  },
-  {
-    pattern: /AADSTS9002326\b/,
-    advice:
-      'the redirect URI is registered as a single-page application: register it under "Mobile and desktop applications" instead',
-  },
-  {
-    pattern: /AADSTS700024\b/,
-    advice: "clock skew: the request's time is outside the allowed window; synchronise this computer's clock",
-  },
-  {
-    pattern: /AADSTS70011\b/,
-    advice:
-      'the scope is invalid: check oauth2_scope (Microsoft: https://outlook.office.com/IMAP.AccessAsUser.All … offline_access)',
-  },
-];
-
-export function moreProviderAdvice(text: string): string | undefined {
-  return MORE_PROVIDER_ERRORS.find((entry) => entry.pattern.test(text))?.advice;
-}
 
 /** Why no token could be had for the account. `passwordOrigin` names where the password came from. */
 export function explainTokenFailure(
@@ -85,8 +26,11 @@ export function explainTokenFailure(
     case ErrorCode.OAUTH_AUTHORISATION_TIMEOUT:
       return `the account needs authorising: run \`mailbridge token ${account} --external-auth\` in a terminal`;
     case ErrorCode.OAUTH_PROVIDER:
-    case ErrorCode.OAUTH_GRANT_INVALID:
-      return moreProviderAdvice(message);
+    case ErrorCode.OAUTH_GRANT_INVALID: {
+      // The token client puts the provider's remedy into its message already: say it only when it is not there.
+      const advice = explainProviderError('', message);
+      return advice && !message.includes(advice) ? advice : undefined;
+    }
     case ErrorCode.OAUTH_NETWORK:
       return 'the token endpoint could not be reached or failed: check the network (and a proxy or firewall); the cached tokens were kept';
     default:

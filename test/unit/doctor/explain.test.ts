@@ -10,10 +10,10 @@ import {
   explainTlsFailure,
   explainTokenFailure,
   isCertificateFailure,
-  moreProviderAdvice,
 } from '../../../src/doctor/explain.ts';
 import { withoutOpenSslNoise } from '../../../src/doctor/server-check.ts';
 import { ErrorCode, MailbridgeError } from '../../../src/errors.ts';
+import { explainProviderError } from '../../../src/oauth/provider-errors.ts';
 
 function server(overrides: Partial<ServerConfig> = {}): ServerConfig {
   return {
@@ -38,34 +38,6 @@ function upstreamError(code: string, message = code): MailbridgeError {
 }
 
 describe('doctor diagnoses', () => {
-  it('names the wrong-tenant errors the token client has no remedy for', () => {
-    const cases: [string, RegExp][] = [
-      ['AADSTS50194: Application is not configured as a multi-tenant application', /Directory \(tenant\) ID/],
-      ["AADSTS90002: Tenant 'contoso.onmicrosoft.co' not found", /tenant .* does not exist/],
-      [
-        'AADSTS50020: User account from identity provider does not exist in tenant',
-        /not part of the app's organisation/,
-      ],
-      [
-        'AADSTS500011: The resource principal named https://outlook.office.com was not found',
-        /Exchange Online/,
-      ],
-      ['AADSTS7000218: The request body must contain client_assertion or client_secret', /confidential/],
-      [
-        'AADSTS9002326: Cross-origin token redemption is permitted only for the Single-Page Application',
-        /single-page/,
-      ],
-      ['AADSTS700024: Client assertion is not within its valid time range', /clock skew/],
-      ['redirect_uri_mismatch', /Desktop app/],
-    ];
-    for (const [text, advice] of cases) assert.match(moreProviderAdvice(text) ?? '', advice, text);
-    assert.equal(
-      moreProviderAdvice('AADSTS700082: expired'),
-      undefined,
-      'left to src/oauth/provider-errors.ts',
-    );
-  });
-
   it('turns token errors into what to do, naming where the password came from', () => {
     const wrong = new MailbridgeError(ErrorCode.TOKEN_WRONG_PASSWORD, 'incorrect');
     assert.match(
@@ -82,6 +54,12 @@ describe('doctor diagnoses', () => {
       'refused: invalid_request: AADSTS50194: not multi-tenant',
     );
     assert.match(explainTokenFailure(tenant, 'a@example.com', 'x') ?? '', /^wrong tenant/);
+    // A message that already carries the remedy (the token client adds it) gets no second copy.
+    const explained = new MailbridgeError(
+      ErrorCode.OAUTH_PROVIDER,
+      `refused: invalid_request: AADSTS50194: not multi-tenant - ${explainProviderError('', 'AADSTS50194')}`,
+    );
+    assert.equal(explainTokenFailure(explained, 'a@example.com', 'x'), undefined);
     const offline = new MailbridgeError(ErrorCode.OAUTH_NETWORK, 'unreachable');
     assert.match(explainTokenFailure(offline, 'a@example.com', 'x') ?? '', /cached tokens were kept/);
     assert.equal(explainTokenFailure(new Error('other'), 'a@example.com', 'x'), undefined);

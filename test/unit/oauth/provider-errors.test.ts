@@ -36,6 +36,37 @@ describe('provider error explanations', () => {
     ['invalid_grant', 'Token has been expired or revoked.', /Testing/],
     ['invalid_request', 'The out-of-band (OOB) flow has been blocked', /http:\/\/localhost/],
   ];
+  // The ways of being in the wrong tenant or registration, which `mailbridge doctor` met first.
+  cases.push(
+    [
+      'invalid_request',
+      'AADSTS50194: Application is not configured as a multi-tenant application',
+      /Directory \(tenant\) ID/,
+    ],
+    ['invalid_request', "AADSTS90002: Tenant 'contoso.onmicrosoft.co' not found", /tenant .* does not exist/],
+    [
+      'invalid_grant',
+      'AADSTS50020: User account from identity provider does not exist in tenant',
+      /not part of the app's organisation/,
+    ],
+    [
+      'invalid_resource',
+      'AADSTS500011: The resource principal named https://outlook.office.com was not found',
+      /Exchange Online/,
+    ],
+    [
+      'invalid_client',
+      'AADSTS7000218: The request body must contain client_assertion or client_secret',
+      /confidential/,
+    ],
+    [
+      'invalid_request',
+      'AADSTS9002326: Cross-origin token redemption is permitted only for the Single-Page Application',
+      /single-page/,
+    ],
+    ['invalid_client', 'AADSTS700024: Client assertion is not within its valid time range', /clock skew/],
+    ['redirect_uri_mismatch', 'Bad Request', /Desktop app/],
+  );
   for (const [error, description, remedy] of cases) {
     it(`${error}: ${description.slice(0, 40)}`, () => {
       assert.match(explainProviderError(error, description) ?? '', remedy);
