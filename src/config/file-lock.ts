@@ -26,13 +26,15 @@ import { Limits } from '../net/limits.ts';
  * taken over once it is older than Limits.cacheLockStaleMs. A live owner on this host is never overridden:
  * waiting ends with an error after Limits.cacheLockWaitMs, and the caller keeps its data in memory.
  *
- * Taking over renames the stale file to a unique name first and checks that what it moved is what it judged
- * stale; if another process took over and locked in between, its lock is put back (link(2) cannot overwrite),
- * so two processes taking over the same stale lock at once cannot both end up holding it.
+ * Taking over happens under a second, short-lived lock, `<file>.lock.breaking`, created the same way: its
+ * holder reads the lock again and removes it only if it is still the stale one it judged. Only a breaker
+ * holder removes a stale lock, and a fresh lock can appear only where none is, so a fresh lock is never
+ * removed by mistake; putting one back after a rename, as an earlier version did, left a moment when a third
+ * process could lock too. A breaker whose holder died mid-takeover is removed once older than the stale limit.
  */
 export type LockFs = Pick<
   typeof fsPromises,
-  'open' | 'readFile' | 'writeFile' | 'rename' | 'unlink' | 'link' | 'stat' | 'readdir'
+  'open' | 'readFile' | 'writeFile' | 'unlink' | 'link' | 'stat' | 'readdir'
 >;
 
 export interface FileLockOptions {
@@ -95,7 +97,7 @@ export async function acquireFileLock(path: string, options: FileLockOptions = {
     if (found === undefined) continue;
     lastHolder = describeHolder(found.owner);
     if (isStale(found, self, now(), staleMs)) {
-      await takeOver(fs, lockPath, found.text);
+      await takeOver(fs, lockPath, found.text, self, now, staleMs);
       continue;
     }
     if (now() >= deadline) {
@@ -158,9 +160,9 @@ function lockError(lockPath: string, error: unknown): MailbridgeError {
 }
 
 /**
- * A process killed between writing its temporary lock and linking it, or between setting a stale lock aside
- * and removing it, leaves that file behind; whoever holds the lock removes those older than the stale limit
- * (younger ones may belong to a process at work right now).
+ * A process killed between writing its temporary lock (or breaker) and linking it leaves that file behind;
+ * whoever holds the lock removes those older than the stale limit (younger ones may belong to a process at
+ * work right now).
  */
 async function sweepLeftovers(fs: LockFs, lockPath: string, nowMs: number, staleMs: number): Promise<void> {
   const prefix = `${basename(lockPath)}.`;
@@ -171,11 +173,7 @@ async function sweepLeftovers(fs: LockFs, lockPath: string, nowMs: number, stale
     return;
   }
   for (const name of names) {
-    if (
-      !name.startsWith(prefix) ||
-      !(name.endsWith('.tmp') || name.slice(prefix.length).startsWith('stale-'))
-    )
-      continue;
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
     const path = join(dirname(lockPath), name);
     try {
       if (nowMs - (await fs.stat(path)).mtimeMs > staleMs) await fs.unlink(path);
@@ -217,20 +215,28 @@ function isStale(found: FoundLock, self: Omit<Owner, 'nonce' | 'since'>, nowMs: 
   return false;
 }
 
-async function takeOver(fs: LockFs, lockPath: string, staleText: string): Promise<void> {
-  const aside = `${lockPath}.stale-${randomBytes(6).toString('base64url')}`;
+async function takeOver(
+  fs: LockFs,
+  lockPath: string,
+  staleText: string,
+  self: Omit<Owner, 'nonce' | 'since'>,
+  now: () => number,
+  staleMs: number,
+): Promise<void> {
+  const breaker = `${lockPath}.breaking`;
+  const owner: Owner = { ...self, nonce: randomBytes(9).toString('base64url'), since: iso(now()) };
+  if (!(await tryCreate(fs, breaker, owner))) {
+    // Another process is taking over right now; one killed while doing so leaves its breaker behind.
+    const found = await inspect(fs, breaker, now);
+    if (found && found.ageMs > staleMs) await fs.unlink(breaker).catch(() => undefined);
+    return;
+  }
   try {
-    await fs.rename(lockPath, aside);
-  } catch (error: unknown) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw error;
+    const current = await fs.readFile(lockPath, 'utf8').catch(() => undefined);
+    if (current === staleText) await fs.unlink(lockPath).catch(() => undefined);
+  } finally {
+    await release(fs, breaker, owner.nonce);
   }
-  const moved = await fs.readFile(aside, 'utf8').catch(() => staleText);
-  if (moved !== staleText) {
-    // Another process took over first and now holds a fresh lock: give it back.
-    await fs.link(aside, lockPath).catch(() => undefined);
-  }
-  await fs.unlink(aside).catch(() => undefined);
 }
 
 async function release(fs: LockFs, lockPath: string, nonce: string): Promise<void> {

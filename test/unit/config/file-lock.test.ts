@@ -251,7 +251,7 @@ describe('file lock', () => {
 
   it('removes what killed processes left beside the lock once it is old, and nothing younger', async () => {
     const path = freshPath();
-    const old = [`${path}.lock.deadbeef.tmp`, `${path}.lock.stale-abc`];
+    const old = [`${path}.lock.deadbeef.tmp`, `${path}.lock.breaking.abc.tmp`];
     const young = `${path}.lock.cafe.tmp`;
     for (const file of [...old, young]) await writeFile(file, '');
     const past = new Date(Date.now() - 3_600_000);
@@ -261,6 +261,23 @@ describe('file lock', () => {
       (await readdir(dir)).filter((name) => name.startsWith(`cache-${counter}`)),
       [young.slice(dir.length + 1)],
     );
+  });
+
+  it('takes over past a breaker left by a process killed in the middle of a takeover', async () => {
+    const path = freshPath();
+    await writeFile(`${path}.lock`, ownerText({ pid: IMPOSSIBLE_PID }));
+    await writeFile(`${path}.lock.breaking`, ownerText({ pid: IMPOSSIBLE_PID }));
+    const past = new Date(Date.now() - 3_600_000);
+    await utimes(`${path}.lock.breaking`, past, past);
+    let ran = false;
+    await withFileLock(
+      path,
+      async () => {
+        ran = true;
+      },
+      { retryMs: 2 },
+    );
+    assert.equal(ran, true);
   });
 
   it('does not remove a lock that another process took over meanwhile', async () => {
