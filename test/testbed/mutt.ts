@@ -74,7 +74,21 @@ export async function muttReadFirstMessage(options: MuttOptions): Promise<MuttRe
     );
     const timeoutS = Math.ceil((options.timeoutMs ?? 30_000) / 1000);
     const push = `push "<pipe-message>cat > ${out}<enter><quit>"`;
-    const command = ['timeout', '-s', 'KILL', String(timeoutS), 'mutt', '-n', '-F', rc, '-e', push]
+    // --foreground keeps mutt in the terminal's foreground process group; otherwise its first terminal
+    // setting stops it with SIGTTOU whenever the shell `script` starts does not ignore that signal (dash).
+    const command = [
+      'timeout',
+      '--foreground',
+      '-s',
+      'KILL',
+      String(timeoutS),
+      'mutt',
+      '-n',
+      '-F',
+      rc,
+      '-e',
+      push,
+    ]
       .map(shellQuote)
       .join(' ');
     let code = 0;
