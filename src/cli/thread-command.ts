@@ -1,7 +1,5 @@
-import { homedir } from 'node:os';
 import { Command } from 'commander';
-import { describeError } from '../errors.ts';
-import type { ThreadIo } from '../thread/commands.ts';
+import { runMatch, threadIo } from './thread-match.ts';
 
 /**
  * `mailbridge thread …`: the mute/watch filter for procmail and maildrop. The actions import the thread
@@ -12,16 +10,6 @@ import type { ThreadIo } from '../thread/commands.ts';
 const DB_HELP =
   'thread database (default: $XDG_DATA_HOME/mailbridge/threads.sqlite, or ~/.local/share/mailbridge/threads.sqlite)';
 const LIST_HELP = 'the list: muted, watched, or any name';
-
-function io(): ThreadIo {
-  return {
-    stdin: process.stdin,
-    stdout: process.stdout,
-    stderr: process.stderr,
-    env: process.env,
-    homedir: homedir(),
-  };
-}
 
 const load = () => import('../thread/commands.ts');
 
@@ -50,18 +38,7 @@ Examples:
       "the header field to add to a matching message, such as 'X-Muted: true'",
     )
     .option('--db <path>', DB_HELP)
-    .action(async (options: { list: string; header: string; db?: string }) => {
-      let commands: Awaited<ReturnType<typeof load>>;
-      try {
-        commands = await load();
-      } catch (error: unknown) {
-        // Nothing has been read or written: a non-zero exit makes procmail (flag w) keep the message as it was.
-        process.stderr.write(`mailbridge thread match: ${describeError(error)}\n`);
-        process.exitCode = 75;
-        return;
-      }
-      process.exitCode = await commands.match(options, io());
-    });
+    .action(runMatch);
 
   thread
     .command('add')
@@ -70,7 +47,7 @@ Examples:
     .requiredOption('--list <name>', LIST_HELP)
     .option('--db <path>', DB_HELP)
     .action(async (ids: string[], options: { list: string; db?: string }) => {
-      process.exitCode = await (await load()).add(options, ids, io());
+      process.exitCode = await (await load()).add(options, ids, threadIo());
     });
 
   thread
@@ -80,7 +57,7 @@ Examples:
     .requiredOption('--list <name>', LIST_HELP)
     .option('--db <path>', DB_HELP)
     .action(async (ids: string[], options: { list: string; db?: string }) => {
-      process.exitCode = await (await load()).remove(options, ids, io());
+      process.exitCode = await (await load()).remove(options, ids, threadIo());
     });
 
   thread
@@ -91,7 +68,7 @@ Examples:
     .option('--list <name>', LIST_HELP)
     .option('--db <path>', DB_HELP)
     .action(async (options: { list?: string; db?: string }) => {
-      process.exitCode = await (await load()).list(options, io());
+      process.exitCode = await (await load()).list(options, threadIo());
     });
 
   thread
@@ -101,7 +78,7 @@ Examples:
     .option('--list <name>', 'only this list (default: all lists)')
     .option('--db <path>', DB_HELP)
     .action(async (options: { olderThan: string; list?: string; db?: string }) => {
-      process.exitCode = await (await load()).prune(options, io());
+      process.exitCode = await (await load()).prune(options, threadIo());
     });
 
   thread
@@ -113,7 +90,7 @@ Examples:
     .requiredOption('--list <name>', LIST_HELP)
     .option('--db <path>', DB_HELP)
     .action(async (file: string, options: { list: string; db?: string }) => {
-      process.exitCode = await (await load()).importFile(options, file, io());
+      process.exitCode = await (await load()).importFile(options, file, threadIo());
     });
 
   return thread;

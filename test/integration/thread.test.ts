@@ -249,5 +249,20 @@ describe('mailbridge thread (the built command)', () => {
     assert.notEqual(result.code, 0);
     assert.equal(result.stdout.length, 0);
     assert.match(result.stderr, /--list/);
+
+    const unknown = await mailbridge(
+      ['thread', 'match', '--list', 'muted', '--header', HEADER, '--bogus'],
+      'Message-ID: <1@x>\n\n',
+    );
+    assert.notEqual(unknown.code, 0);
+    assert.equal(unknown.stdout.length, 0);
+    assert.match(unknown.stderr, /unknown option '--bogus'/);
+  });
+
+  it('explains match with --help, even next to complete options', async () => {
+    const help = await mailbridge(['thread', 'match', '--list', 'muted', '--header', HEADER, '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout.toString(), /Usage: mailbridge thread match \[options\]/);
+    assert.match(help.stdout.toString(), /--header <field>/);
   });
 });
