@@ -104,10 +104,9 @@ function upstreamError(target: UpstreamAddress, reason: string, cause?: unknown)
 
 /** Socket errors in words an operator can act on. */
 export function describeSocketError(error: NodeJS.ErrnoException): string {
-  const aggregate = error as NodeJS.ErrnoException & { errors?: NodeJS.ErrnoException[] };
-  if (Array.isArray(aggregate.errors) && aggregate.errors.length > 0) {
-    return aggregate.errors.map((inner) => describeSocketError(inner)).join('; ');
-  }
+  const aggregate = error as NodeJS.ErrnoException & { errors?: ConnectAttemptError[] };
+  if (Array.isArray(aggregate.errors) && aggregate.errors.length > 0)
+    return describeAttempts(aggregate.errors);
   switch (error.code) {
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
@@ -132,4 +131,36 @@ export function describeSocketError(error: NodeJS.ErrnoException): string {
     default:
       return error.code ? `${error.message} (${error.code})` : error.message;
   }
+}
+
+/** Node's error for one address of several: a system error that names the address. */
+type ConnectAttemptError = NodeJS.ErrnoException & { address?: string };
+
+/** How one address of several failed, in a word. */
+const ATTEMPT_OUTCOMES: Record<string, string> = {
+  ETIMEDOUT: 'no answer',
+  ENETUNREACH: 'unreachable',
+  EHOSTUNREACH: 'unreachable',
+  ECONNREFUSED: 'refused',
+  ECONNRESET: 'reset',
+};
+
+/**
+ * Happy Eyeballs tried several addresses and each failed its own way (an IPv6 address with no route, an IPv4
+ * one refused): name every address, so the operator sees which one to fix.
+ */
+function describeAttempts(attempts: ConnectAttemptError[]): string {
+  const outcomes = attempts.map((attempt) => {
+    const address = attempt.address === undefined ? 'an address' : formatHost(attempt.address);
+    const code = attempt.code ?? 'error';
+    return `${address} ${ATTEMPT_OUTCOMES[code] ?? attempt.message} (${code})`;
+  });
+  const advice = attempts.every((attempt) => attempt.code === 'ECONNREFUSED')
+    ? 'check server_port and that the server is up'
+    : 'is there a network connection?';
+  return `no address answered: ${outcomes.join(', ')} - ${advice}`;
+}
+
+function formatHost(address: string): string {
+  return address.includes(':') ? `[${address}]` : address;
 }
