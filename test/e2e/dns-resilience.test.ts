@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { MAILBRIDGE_BIN } from '../testbed/mailbridge.ts';
+import { CAN_UNSHARE, runScenarioInNamespaces } from '../testbed/namespaces.ts';
 
 /**
  * The nameserver change that wedged a long-running proxy for good (reference/dns-resilience.md), replayed
@@ -19,7 +20,6 @@ import { MAILBRIDGE_BIN } from '../testbed/mailbridge.ts';
  * process started after the change resolves (the positive control).
  */
 const run = promisify(execFile);
-const ROOT = join(import.meta.dirname, '..', '..');
 const SCENARIO_TIMEOUT_MS = 120_000;
 const NEW_ADDRESS = '127.0.0.9';
 
@@ -42,10 +42,8 @@ interface Report {
 let dir: string;
 let report: Report;
 
-const canRun = process.getuid?.() === 0 && process.platform === 'linux';
-
 describe('DNS: surviving a nameserver change with a stale system resolver', {
-  skip: !canRun && 'needs root on Linux (unshare)',
+  skip: !CAN_UNSHARE && 'needs root on Linux (unshare)',
 }, () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'mailbridge-dns-'));
@@ -57,46 +55,11 @@ describe('DNS: surviving a nameserver change with a stale system resolver', {
         timeout: 60_000,
       },
     );
-    const child = spawn(
-      'unshare',
-      [
-        '-m',
-        '-n',
-        '--',
-        process.execPath,
-        '--import',
-        'tsx',
-        join(import.meta.dirname, 'dns', 'scenario.ts'),
-        dir,
-        shim,
-        MAILBRIDGE_BIN,
-      ],
-      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    report = await runScenarioInNamespaces<Report>(
+      join(import.meta.dirname, 'dns', 'scenario.ts'),
+      [dir, shim, MAILBRIDGE_BIN],
+      SCENARIO_TIMEOUT_MS,
     );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (text: string) => {
-      stdout += text;
-    });
-    child.stderr.setEncoding('utf8').on('data', (text: string) => {
-      stderr += text;
-    });
-    // `unshare` without --fork runs the scenario in its own process, which stops its children on SIGTERM.
-    const timer = setTimeout(() => {
-      child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 5000).unref();
-    }, SCENARIO_TIMEOUT_MS);
-    const code = await new Promise<number | null>((resolve) =>
-      child.once('exit', (exitCode) => resolve(exitCode)),
-    );
-    clearTimeout(timer);
-    const last = stdout.trim().split('\n').pop() ?? '';
-    try {
-      report = JSON.parse(last) as Report;
-    } catch {
-      assert.fail(`the scenario (exit ${code}) printed no report:\n${stdout}\n${stderr}`);
-    }
-    assert.equal(report.error, undefined, `the scenario failed: ${report.error}\n${stderr}`);
   });
 
   after(async () => {

@@ -26,7 +26,7 @@ const SERVER_EXTENSIONS = [
   'basicConstraints = critical, CA:FALSE',
   'keyUsage = critical, digitalSignature',
   'extendedKeyUsage = serverAuth',
-  'subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1',
+  'subjectAltName = DNS:localhost, DNS:mail.test, IP:127.0.0.1, IP:::1',
   'subjectKeyIdentifier = hash',
   'authorityKeyIdentifier = keyid',
 ].join('\n');
