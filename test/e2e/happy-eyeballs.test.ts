@@ -6,9 +6,10 @@ import { after, before, describe, it } from 'node:test';
 import { CAN_UNSHARE, runScenarioInNamespaces } from '../testbed/namespaces.ts';
 
 /**
- * Broken IPv6 (an address that never answers) in front of a working IPv4 address, against the real program,
- * the test bed's Dovecot and Python's imaplib, in private network namespaces: happy-eyeballs/scenario.ts
- * does the steps and reports; this file asserts.
+ * Broken IPv6 (an address that never answers) in front of a working IPv4 address, servers whose every address
+ * fails, and one whose packets vanish until mailbridge's bound on connecting ends the wait: against the real
+ * program, the test bed's Dovecot and Python's imaplib, in private network namespaces.
+ * happy-eyeballs/scenario.ts does the steps and reports; this file asserts.
  */
 const SCENARIO_TIMEOUT_MS = 120_000;
 
@@ -19,6 +20,7 @@ interface Report {
   login: { code: number; stdout: string; stderr: string };
   unreachable: string;
   refused: string;
+  silent: string;
   log: string;
 }
 
@@ -66,6 +68,13 @@ describe('Happy Eyeballs: an upstream name whose first address never answers', {
     assert.match(
       report.log,
       /WARN {2}\[IMAP-1994 \d+\] could not open the upstream connection error=cannot reach dead\.test/,
+    );
+  });
+
+  it('gives up on a server whose packets vanish after its bound on connecting, and says so', () => {
+    assert.match(
+      report.silent,
+      /^\* BYE \[UNAVAILABLE\] mailbridge: cannot reach silent\.test:\d+: no connection within 30 s\r\n$/,
     );
   });
 });

@@ -19,6 +19,9 @@ import { type MailbridgeProcess, startAuthorisingMailbridge } from '../../testbe
  * - dead.test resolves to 2001:db8::2 and 2001:db8::3 only: the client must get a clear goodbye naming both.
  * - refused.test resolves to 127.0.0.2 and 127.0.0.3, where nothing listens: the goodbye says to check the
  *   port and the server rather than the network.
+ * - silent.test resolves to 2001:db8::5, whose link-layer address is pinned to a host that is not there: no
+ *   neighbour discovery fails, the packets just vanish, and only mailbridge's own bound on connecting
+ *   (30 s) ends the wait. That client starts first and runs alongside the others.
  * The controls show the scenario bites: the system lists the dead address first, and a connection that tries
  * only that address fails.
  */
@@ -30,6 +33,9 @@ const DEAD = ['2001:db8::2', '2001:db8::3'];
 const REACHABLE_PORT = 1993;
 const UNREACHABLE_PORT = 1994;
 const REFUSED_PORT = 1995;
+const SILENT_PORT = 1996;
+/** Longer than mailbridge's 30 s bound on connecting upstream, so that the bound is what ends the wait. */
+const SILENT_CLIENT_TIMEOUT_MS = 60_000;
 const CLIENT_TIMEOUT_MS = 30_000;
 
 function setUpNetwork(): void {
@@ -38,6 +44,19 @@ function setUpNetwork(): void {
   execFileSync('ip', ['link', 'set', 'mb-near', 'up']);
   execFileSync('ip', ['link', 'set', 'mb-far', 'up']);
   execFileSync('ip', ['-6', 'addr', 'add', '2001:db8::1/64', 'dev', 'mb-near', 'nodad']);
+  // The far end drops frames for a MAC address that is not its own.
+  execFileSync('ip', [
+    '-6',
+    'neigh',
+    'add',
+    '2001:db8::5',
+    'lladdr',
+    '02:00:00:00:00:05',
+    'dev',
+    'mb-near',
+    'nud',
+    'permanent',
+  ]);
   // A private /etc, so the names below exist only inside this namespace.
   const etc = join(workDir, 'etc');
   execFileSync('cp', ['-a', '/etc', etc]);
@@ -45,7 +64,7 @@ function setUpNetwork(): void {
   appendFileSync(
     '/etc/hosts',
     `\n${DEAD[0]} mail.test\n127.0.0.1 mail.test\n${DEAD[0]} dead.test\n${DEAD[1]} dead.test\n` +
-      '127.0.0.2 refused.test\n127.0.0.3 refused.test\n',
+      '127.0.0.2 refused.test\n127.0.0.3 refused.test\n2001:db8::5 silent.test\n',
   );
 }
 
@@ -70,14 +89,14 @@ function connectOnly(host: string, port: number): Promise<string> {
 }
 
 /** Everything mailbridge says to a client before it closes the connection. */
-function readUntilClosed(port: number): Promise<string> {
+function readUntilClosed(port: number, timeoutMs = CLIENT_TIMEOUT_MS): Promise<string> {
   return new Promise((resolve) => {
     const socket = net.connect({ host: '127.0.0.1', port });
     let text = '';
     const timer = setTimeout(() => {
       socket.destroy();
-      resolve(`${text}[still open after ${CLIENT_TIMEOUT_MS} ms]`);
-    }, CLIENT_TIMEOUT_MS);
+      resolve(`${text}[still open after ${timeoutMs} ms]`);
+    }, timeoutMs);
     socket.setEncoding('utf8');
     socket.on('data', (data: string) => {
       text += data;
@@ -141,6 +160,11 @@ async function main(): Promise<Record<string, unknown>> {
         `server_port = ${bed.dovecot.ports.imaps}`,
         'local_address = 127.0.0.1',
         '',
+        `[IMAP-${SILENT_PORT}]`,
+        'server_address = silent.test',
+        `server_port = ${bed.dovecot.ports.imaps}`,
+        'local_address = 127.0.0.1',
+        '',
         bed.accountSection(ALICE),
       ].join('\n'),
     );
@@ -148,6 +172,7 @@ async function main(): Promise<Record<string, unknown>> {
     const firstAddressOnly = await connectOnly(addresses[0] ?? '', bed.dovecot.ports.imaps);
 
     mailbridge = await startAuthorisingMailbridge(bed, configPath);
+    const silent = readUntilClosed(SILENT_PORT, SILENT_CLIENT_TIMEOUT_MS);
     const login = await python(
       LOGIN_SCRIPT,
       { PORT: String(REACHABLE_PORT), USER_NAME: ALICE, PASSWORD },
@@ -155,12 +180,14 @@ async function main(): Promise<Record<string, unknown>> {
     );
     const unreachable = await readUntilClosed(UNREACHABLE_PORT);
     const refused = await readUntilClosed(REFUSED_PORT);
+    const silentGoodbye = await silent;
     return {
       addresses,
       firstAddressOnly,
       login: { code: login.code, stdout: login.stdout.toString(), stderr: login.stderr },
       unreachable,
       refused,
+      silent: silentGoodbye,
       log: mailbridge.stderr(),
     };
   } finally {
