@@ -8,6 +8,7 @@ import type { Logger } from './log.ts';
 import { Limits } from './net/limits.ts';
 import { type Listener, type LocalTls, listen, listenerBinding, loadLocalTls } from './net/listener.ts';
 import type { HostResolver } from './net/resolve.ts';
+import { createUpstreamTlsContext } from './net/upstream.ts';
 import { NO_OBSERVER, type Observer } from './observer.ts';
 import { ImapSession } from './protocols/imap/session.ts';
 import { Pop3Session } from './protocols/pop3/session.ts';
@@ -61,6 +62,8 @@ export class MailProxy {
   private readonly sessions = new Set<ProxySession>();
   private nextConnectionId = 1;
   private reloading: Promise<unknown> = Promise.resolve();
+  /** One for every upstream connection, for the life of the proxy: a reload does not change trusted roots. */
+  private readonly upstreamTls = createUpstreamTlsContext();
 
   constructor(private readonly options: MailProxyOptions) {}
 
@@ -184,6 +187,7 @@ export class MailProxy {
       server,
       tokens: this.options.tokens,
       resolver: this.options.resolver,
+      upstreamTls: this.upstreamTls,
       logger,
       localTls: server.localStartTls ? localTls?.context : undefined,
       observer,

@@ -98,7 +98,7 @@ export async function checkServer(server: ServerConfig, options: ServerCheckOpti
     if (server.serverStartTls) connection = new LineConnection(socket, name, options.timeoutMs);
     else {
       const secure = await tlsStep(server, driver, options, checks, () =>
-        startTls(socket, target, options.timeoutMs),
+        startTls(socket, target, { timeoutMs: options.timeoutMs }),
       );
       if (!secure) return report;
       connection = new LineConnection(secure, name, options.timeoutMs);
@@ -124,7 +124,7 @@ export async function checkServer(server: ServerConfig, options: ServerCheckOpti
         return fail('starttls', describeError(error));
       }
       const upgraded = await tlsStep(server, driver, options, checks, () =>
-        conn.upgrade((plain) => startTls(plain, target, options.timeoutMs)),
+        conn.upgrade((plain) => startTls(plain, target, { timeoutMs: options.timeoutMs })),
       );
       if (!upgraded) return report;
     }

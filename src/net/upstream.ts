@@ -51,31 +51,35 @@ export async function connectTcp(target: UpstreamAddress, options: ConnectOption
 }
 
 /**
- * One client TLS context for every upstream connection. Without it tls.connect() builds a new OpenSSL context
- * per connection: about 10 KiB more for each session held open, and more CPU at each connect (measured in
- * bench/results). The context only holds the trusted roots (with NODE_EXTRA_CA_CERTS, read once at start
- * anyway) and the minimum version; host name checks stay per connection.
+ * The client TLS context for upstream connections: the trusted roots (with NODE_EXTRA_CA_CERTS) and TLS >= 1.2.
+ * Share one: without it tls.connect() builds an OpenSSL context per connection, about 10 KiB more for each
+ * session held open and more CPU at each connect (measured in bench/results). Host name checks stay per
+ * connection.
  */
-let sharedContext: tls.SecureContext | undefined;
+export function createUpstreamTlsContext(): tls.SecureContext {
+  return tls.createSecureContext({ minVersion: 'TLSv1.2' });
+}
 
-function upstreamContext(): tls.SecureContext {
-  sharedContext ??= tls.createSecureContext({ minVersion: 'TLSv1.2' });
-  return sharedContext;
+export interface TlsOptions {
+  /** A context from createUpstreamTlsContext(), shared by many connections; a new one when omitted. */
+  secureContext?: tls.SecureContext;
+  timeoutMs?: number;
 }
 
 /** Starts TLS on a connected socket: right away for implicit TLS, or after a STARTTLS exchange. */
 export async function startTls(
   socket: net.Socket,
   target: UpstreamAddress,
-  timeoutMs: number = Limits.tlsHandshakeMs,
+  options: TlsOptions = {},
 ): Promise<tls.TLSSocket> {
+  const timeoutMs = options.timeoutMs ?? Limits.tlsHandshakeMs;
   return new Promise((resolve, reject) => {
     const secure = tls.connect({
       socket,
       host: target.host,
       // SNI takes a host name only (RFC 6066 §3); certificate checks still use `host`.
       servername: net.isIP(target.host) === 0 ? target.host : undefined,
-      secureContext: upstreamContext(),
+      secureContext: options.secureContext ?? createUpstreamTlsContext(),
     });
     const timer = setTimeout(() => {
       secure.destroy();

@@ -24,6 +24,8 @@ export interface SessionOptions {
   server: ServerConfig;
   tokens: TokenService;
   resolver: HostResolver;
+  /** The client TLS context every upstream connection of the proxy shares (createUpstreamTlsContext). */
+  upstreamTls: tls.SecureContext;
   logger: Logger;
   /** The local certificate when the listener offers STARTTLS (local_starttls = True). */
   localTls: tls.SecureContext | undefined;
@@ -94,7 +96,9 @@ export abstract class ProxySession {
         socket.destroy();
         return;
       }
-      const connection = server.serverStartTls ? socket : await startTls(socket, target);
+      const connection = server.serverStartTls
+        ? socket
+        : await startTls(socket, target, { secureContext: this.options.upstreamTls });
       if (this.closed) {
         connection.destroy();
         return;
@@ -126,10 +130,11 @@ export abstract class ProxySession {
   protected async upgradeUpstream(): Promise<void> {
     const upstream = this.server();
     const { server } = this.options;
-    const secure = await startTls(upstream.connection, {
-      host: server.serverAddress,
-      port: server.serverPort,
-    });
+    const secure = await startTls(
+      upstream.connection,
+      { host: server.serverAddress, port: server.serverPort },
+      { secureContext: this.options.upstreamTls },
+    );
     secure.on('error', (error) => this.failUpstream(error));
     upstream.replaceSocket(secure);
   }

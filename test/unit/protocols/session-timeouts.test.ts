@@ -8,6 +8,7 @@ import { silentLogger } from '../../../src/log.ts';
 import { Limits } from '../../../src/net/limits.ts';
 import type { Line } from '../../../src/net/line-buffer.ts';
 import { HostResolver } from '../../../src/net/resolve.ts';
+import { createUpstreamTlsContext } from '../../../src/net/upstream.ts';
 import { ProxySession, type UpstreamLogin } from '../../../src/protocols/proxy-session.ts';
 import type { TokenService } from '../../../src/tokens/token-service.ts';
 
@@ -148,6 +149,7 @@ describe('session timeouts', () => {
         server: { ...server, serverPort: upstreamPort },
         tokens,
         resolver: new HostResolver({ logger: silentLogger() }),
+        upstreamTls: createUpstreamTlsContext(),
         logger: silentLogger(),
         localTls: undefined,
       });
