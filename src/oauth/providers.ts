@@ -179,7 +179,10 @@ export const PROVIDERS: Readonly<Record<ProviderId, ProviderPreset>> = {
     id: 'gmail',
     name: 'Gmail and Google Workspace',
     oauth: {
-      permissionUrl: 'https://accounts.google.com/o/oauth2/v2/auth',
+      // Google issues a refresh token only when the user consents, and skips the consent screen for an app
+      // already allowed: re-authorising (a lost cache, a new password) would then yield an access token that
+      // dies within the hour. prompt=consent asks every time; mailbridge keeps this query and adds its own.
+      permissionUrl: 'https://accounts.google.com/o/oauth2/v2/auth?prompt=consent',
       tokenUrl: 'https://oauth2.googleapis.com/token',
       // The only scope that grants IMAP, POP and SMTP.
       scope: 'https://mail.google.com/',

@@ -451,7 +451,7 @@ export class TokenService {
     if (tokens.refreshToken) return;
     this.options.logger.warn(
       { account: account.username },
-      `no refresh token returned for account '${account.username}': it must be authorised again when the access token expires (does oauth2_scope allow offline use, e.g. offline_access?)`,
+      `no refresh token returned for account '${account.username}': it must be authorised again when the access token expires. Microsoft sends one only with offline_access in oauth2_scope; Google only at the consent screen, so add ?prompt=consent to permission_url; then authorise again`,
     );
   }
 

@@ -39,6 +39,11 @@ describe('mailbridge init', () => {
     const text = await readFile(output, 'utf8');
     assert.match(text, /^\[me@gmail\.com\]$/m);
     assert.match(text, /^oauth2_scope = https:\/\/mail\.google\.com\/$/m);
+    // Google sends a refresh token only from its consent screen, so the template always asks for it.
+    assert.match(
+      text,
+      /^permission_url = https:\/\/accounts\.google\.com\/o\/oauth2\/v2\/auth\?prompt=consent$/m,
+    );
     assert.match(
       out.text(),
       /^wrote .*emailproxy\.config for Gmail and Google Workspace\nnext:\n {2}1\. edit .*client ID and client secret in \[me@gmail\.com\]/,
