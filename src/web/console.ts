@@ -1,4 +1,6 @@
-import { createServer } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Authorisations, FrontEnd } from '../authorise/pending.ts';
 import type { ConfigStore } from '../config/store.ts';
 import { describeError, ErrorCode, MailbridgeError } from '../errors.ts';
@@ -10,7 +12,14 @@ import { ConsoleFrontEnd } from './front-end.ts';
 import { renderSections } from './page.ts';
 import { ConsoleRoutes } from './routes.ts';
 import { ConsoleSessions } from './sessions.ts';
-import { formatAuthority, type WebConsoleSettings, webConsoleSettings } from './settings.ts';
+import {
+  consoleScheme,
+  formatAuthority,
+  WEB_CONSOLE_CERTIFICATE_OPTION,
+  WEB_CONSOLE_KEY_OPTION,
+  type WebConsoleSettings,
+  webConsoleSettings,
+} from './settings.ts';
 
 /**
  * The local web console: accounts and their token state, pending authorisations (answered in the page, or
@@ -58,7 +67,11 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
   const now = options.now ?? Date.now;
   const metrics = options.metrics ?? new Metrics();
   const activity = options.activity ?? new AccountActivity(now);
-  const sessions = new ConsoleSessions({ port: settings.port, secret: options.secret });
+  const sessions = new ConsoleSessions({
+    port: settings.port,
+    secret: options.secret,
+    secure: settings.tls !== undefined,
+  });
   let routes: ConsoleRoutes | undefined;
   const live = new LiveUpdates({
     render: (session) => {
@@ -89,7 +102,7 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
     offerWaitMs: options.offerWaitMs ?? 15_000,
   });
   const handler = routes;
-  const server = createServer((req, res) => {
+  const serve = (req: IncomingMessage, res: ServerResponse) => {
     handler.handle(req, res).catch((error: unknown) => {
       logger.error(
         `web console: ${req.method} ${new URL(req.url ?? '/', 'http://x').pathname} failed: ${describeError(error)}`,
@@ -97,7 +110,10 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
       if (!res.headersSent) res.writeHead(500, { 'Content-Type': 'text/plain; charset=utf-8' });
       res.end('internal error: see the mailbridge log\n');
     });
-  });
+  };
+  const server = settings.tls
+    ? createHttpsServer({ ...(await readTlsFiles(settings.tls)), minVersion: 'TLSv1.2' }, serve)
+    : createServer(serve);
   // Slow or idle clients cannot hold sockets for ever; an event stream is long-lived by design.
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;
@@ -115,11 +131,11 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
     });
     server.listen(settings.port, settings.host, () => resolve());
   });
-  const url = `http://${formatAuthority(settings.host, settings.port)}/`;
+  const url = `${consoleScheme(settings)}://${formatAuthority(settings.host, settings.port)}/`;
   const signInUrl = `${url}login?secret=${sessions.secret}`;
-  if (!settings.loopback) {
+  if (!settings.loopback && !settings.tls) {
     logger.warn(
-      `the web console listens on ${url}, beyond this machine, over plain HTTP: prefer loopback and an SSH tunnel`,
+      `the web console listens on ${url}, beyond this machine, over plain HTTP: give it web_console_certificate_path and web_console_key_path, or keep it on loopback and use an SSH tunnel`,
     );
   }
   logger.info(`web console at ${url} - sign in once with ${signInUrl}`);
@@ -181,4 +197,24 @@ export async function openWebConsole(options: DaemonConsoleOptions): Promise<Web
     void web.close();
   });
   return web;
+}
+
+async function readTlsFiles(
+  tls: NonNullable<WebConsoleSettings['tls']>,
+): Promise<{ cert: Buffer; key: Buffer }> {
+  const read = async (path: string, option: string) => {
+    try {
+      return await readFile(path);
+    } catch (error: unknown) {
+      throw new MailbridgeError(
+        ErrorCode.CONFIG_INVALID,
+        `the web console cannot read its ${option} '${path}': ${describeError(error)}`,
+        { cause: error },
+      );
+    }
+  };
+  return {
+    cert: await read(tls.certificatePath, WEB_CONSOLE_CERTIFICATE_OPTION),
+    key: await read(tls.keyPath, WEB_CONSOLE_KEY_OPTION),
+  };
 }

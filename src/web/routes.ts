@@ -11,7 +11,7 @@ import type { ConsoleFrontEnd } from './front-end.ts';
 import { HttpInputError, readForm, redirect, send, sendJson } from './http.ts';
 import { renderMessagePage, renderPage } from './page.ts';
 import type { ConsoleSession, ConsoleSessions } from './sessions.ts';
-import { formatAuthority, type WebConsoleSettings } from './settings.ts';
+import { consoleScheme, formatAuthority, type WebConsoleSettings } from './settings.ts';
 import { type ConsoleStatus, collectStatus, completesHere } from './status.ts';
 
 /**
@@ -62,8 +62,7 @@ export class ConsoleRoutes {
       store: context.store,
       authorisations: context.authorisations,
       activity: context.activity,
-      consoleHost: context.settings.host,
-      consolePort: context.settings.port,
+      console: context.settings,
       reloadAvailable: context.reload !== undefined,
       now: context.now(),
     });
@@ -182,7 +181,7 @@ export class ConsoleRoutes {
     const origin = header(req, 'origin');
     const site = header(req, 'sec-fetch-site');
     if (
-      (origin !== undefined && origin !== `http://${req.headers.host}`) ||
+      (origin !== undefined && origin !== `${consoleScheme(this.context.settings)}://${req.headers.host}`) ||
       (site !== undefined && site !== 'same-origin')
     ) {
       req.resume();
@@ -221,14 +220,13 @@ export class ConsoleRoutes {
   private callback(url: URL, res: ServerResponse): boolean {
     const state = url.searchParams.get('state');
     if (!state) return false;
-    const { host, port } = this.context.settings;
     const pending = this.context.authorisations
       .pending()
       .find(
         (item) =>
           item.details.kind === 'code' &&
           item.details.request.state === state &&
-          completesHere(item, host, port) &&
+          completesHere(item, this.context.settings) &&
           samePath(item.account.redirectUri as string, url.pathname),
       );
     if (!pending) return false;

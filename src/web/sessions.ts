@@ -29,8 +29,12 @@ export class ConsoleSessions {
   readonly cookieName: string;
   private readonly sessions = new Map<string, ConsoleSession>();
 
-  constructor(options: { port: number; secret?: string }) {
+  private readonly secure: boolean;
+
+  /** `secure`: the console speaks HTTPS, so its cookie must never travel over plain HTTP. */
+  constructor(options: { port: number; secret?: string; secure?: boolean }) {
     this.secret = options.secret ?? randomBytes(32).toString('base64url');
+    this.secure = options.secure ?? false;
     // One name per port, so two daemons on one host do not sign each other's browsers out.
     this.cookieName = `mailbridge_console_${options.port}`;
   }
@@ -65,7 +69,7 @@ export class ConsoleSessions {
   }
 
   setCookie(session: ConsoleSession): string {
-    return `${this.cookieName}=${session.id}; Path=/; HttpOnly; SameSite=Strict`;
+    return `${this.cookieName}=${session.id}; Path=/; HttpOnly; SameSite=Strict${this.secure ? '; Secure' : ''}`;
   }
 
   checkCsrf(session: ConsoleSession, token: string | undefined): boolean {

@@ -9,17 +9,23 @@ import { ErrorCode, MailbridgeError } from '../errors.ts';
  * off when neither is set. ADDRESS is `host:port`, `[v6]:port` or a bare port (loopback IPv4).
  *
  * Only loopback addresses are accepted unless `web_console_allow_remote = True`: whoever reaches the console
- * with its secret can authorise accounts, and the console speaks plain HTTP (use an SSH tunnel instead).
+ * with its secret can authorise accounts. With `web_console_certificate_path` and `web_console_key_path` it
+ * speaks HTTPS, which a console beyond loopback needs (else its secret and the passwords typed into it cross
+ * the network in clear); an SSH tunnel to a loopback console does as well.
  */
 export interface WebConsoleSettings {
   /** The address to bind, without brackets. */
   host: string;
   port: number;
   loopback: boolean;
+  /** PEM files for HTTPS; plain HTTP without them. */
+  tls?: { certificatePath: string; keyPath: string };
 }
 
 export const WEB_CONSOLE_OPTION = 'web_console';
 export const WEB_CONSOLE_REMOTE_OPTION = 'web_console_allow_remote';
+export const WEB_CONSOLE_CERTIFICATE_OPTION = 'web_console_certificate_path';
+export const WEB_CONSOLE_KEY_OPTION = 'web_console_key_path';
 
 export function webConsoleSettings(
   flag: string | undefined,
@@ -42,10 +48,23 @@ export function webConsoleSettings(
   if (!settings.loopback && !remote) {
     throw new MailbridgeError(
       ErrorCode.CONFIG_INVALID,
-      `${source} '${text}' is not a loopback address: the web console listens on 127.0.0.1 or ::1 only, unless [${GLOBAL_SECTION}] ${WEB_CONSOLE_REMOTE_OPTION} = True (it is plain HTTP: prefer an SSH tunnel, e.g. ssh -L 8025:127.0.0.1:8025)`,
+      `${source} '${text}' is not a loopback address: the web console listens on 127.0.0.1 or ::1 only, unless [${GLOBAL_SECTION}] ${WEB_CONSOLE_REMOTE_OPTION} = True (then also give it ${WEB_CONSOLE_CERTIFICATE_OPTION} and ${WEB_CONSOLE_KEY_OPTION}; or keep it on loopback and use an SSH tunnel, e.g. ssh -L 8025:127.0.0.1:8025)`,
     );
   }
-  return settings;
+  const certificatePath = option(WEB_CONSOLE_CERTIFICATE_OPTION);
+  const keyPath = option(WEB_CONSOLE_KEY_OPTION);
+  if ((certificatePath === undefined) !== (keyPath === undefined)) {
+    throw new MailbridgeError(
+      ErrorCode.CONFIG_INVALID,
+      `[${GLOBAL_SECTION}] has only one of ${WEB_CONSOLE_CERTIFICATE_OPTION} and ${WEB_CONSOLE_KEY_OPTION}: give both for HTTPS, or neither`,
+    );
+  }
+  return certificatePath && keyPath ? { ...settings, tls: { certificatePath, keyPath } } : settings;
+}
+
+/** `http` or `https`, as the console's URLs and a browser's Origin header spell it. */
+export function consoleScheme(settings: WebConsoleSettings): 'http' | 'https' {
+  return settings.tls ? 'https' : 'http';
 }
 
 export function parseAddress(text: string, source = 'web console address'): WebConsoleSettings {

@@ -3,7 +3,7 @@ import { isAccountSection } from '../config/accounts.ts';
 import type { ConfigStore } from '../config/store.ts';
 import { describeError } from '../errors.ts';
 import type { AccountActivity } from './activity.ts';
-import { isLoopbackHost } from './settings.ts';
+import { consoleScheme, isLoopbackHost, type WebConsoleSettings } from './settings.ts';
 
 /**
  * The facts the console shows, as plain data: the page renders them and `/api/status` returns them as JSON.
@@ -71,9 +71,8 @@ export interface StatusSources {
   store: ConfigStore;
   authorisations: Authorisations;
   activity: AccountActivity;
-  /** The console's own port, to tell which redirect_uris point at it. */
-  consolePort: number;
-  consoleHost: string;
+  /** The console's own address and scheme, to tell which redirect_uris point at it. */
+  console: WebConsoleSettings;
   reloadAvailable: boolean;
   now: number;
 }
@@ -160,15 +159,18 @@ function describePending(pending: PendingAuthorisation, sources: StatusSources):
     kind: details.kind,
     url: pending.url,
     redirectUri: details.kind === 'code' ? (pending.account.redirectUri ?? null) : null,
-    completesHere: completesHere(pending, sources.consoleHost, sources.consolePort),
+    completesHere: completesHere(pending, sources.console),
     userCode: details.kind === 'device' ? details.userCode : null,
     waitingSince: new Date(pending.createdAt).toISOString(),
     expiresAt: new Date(pending.expiresAt).toISOString(),
   };
 }
 
-/** A code request whose redirect_uri is an http URL on this console's port, on loopback or its own host. */
-export function completesHere(pending: PendingAuthorisation, host: string, port: number): boolean {
+/**
+ * A code request whose redirect_uri is a URL of this console's scheme and port, on loopback or its own host.
+ */
+export function completesHere(pending: PendingAuthorisation, console: WebConsoleSettings): boolean {
+  const { host, port } = console;
   if (pending.details.kind !== 'code' || !pending.account.redirectUri) return false;
   let url: URL;
   try {
@@ -176,7 +178,9 @@ export function completesHere(pending: PendingAuthorisation, host: string, port:
   } catch {
     return false;
   }
-  if (url.protocol !== 'http:' || Number(url.port || 80) !== port) return false;
+  const scheme = consoleScheme(console);
+  const defaultPort = scheme === 'https' ? 443 : 80;
+  if (url.protocol !== `${scheme}:` || Number(url.port || defaultPort) !== port) return false;
   const hostname = url.hostname.replace(/^\[(.*)\]$/, '$1');
   return hostname === host || (isLoopbackHost(hostname) && isLoopbackHost(host));
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,6 +11,7 @@ import { ErrorCode, MailbridgeError } from '../../../src/errors.ts';
 import { silentLogger } from '../../../src/log.ts';
 import { buildAuthorisationRequest } from '../../../src/oauth/authorisation-url.ts';
 import { startWebConsole, type WebConsole } from '../../../src/web/console.ts';
+import { createTestCertificates } from '../../testbed/certs.ts';
 import { findFreePorts } from '../../testbed/ports.ts';
 
 /**
@@ -431,5 +433,138 @@ describe('web console over HTTP', () => {
     (await login.pending).fail(new MailbridgeError(ErrorCode.SHUTTING_DOWN, 'test over'));
     await login.done.catch(() => undefined);
     events.destroy();
+  });
+});
+
+describe('web console over HTTPS (web_console_certificate_path and web_console_key_path)', () => {
+  let dir: string;
+  let port: number;
+  let ca: Buffer;
+  let store: ConfigStore;
+  let authorisations: Authorisations;
+  let web: WebConsole;
+  let reloads = 0;
+
+  function call(
+    method: string,
+    path: string,
+    headers: Record<string, string> = {},
+    body?: string,
+  ): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(
+        { host: '127.0.0.1', port, method, path, ca, headers: { Host: `127.0.0.1:${port}`, ...headers } },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => {
+            text += chunk;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'mailbridge-web-tls-'));
+    const certs = await createTestCertificates(join(dir, 'certs'));
+    ca = await readFile(certs.caCertPath);
+    [port] = (await findFreePorts(1)) as [number];
+    const configPath = join(dir, 'emailproxy.config');
+    await writeFile(
+      configPath,
+      '[here@example.test]\npermission_url = https://login.example.test/authorize\n' +
+        'token_url = https://login.example.test/token\noauth2_scope = mail\n' +
+        `redirect_uri = https://127.0.0.1:${port}/callback\nclient_id = id\n`,
+      { mode: 0o600 },
+    );
+    store = await ConfigStore.load({ configPath, logger: silentLogger() });
+    const frontEnds: FrontEnd[] = [];
+    authorisations = new Authorisations(frontEnds);
+    web = await startWebConsole({
+      settings: {
+        host: '127.0.0.1',
+        port,
+        loopback: true,
+        tls: { certificatePath: certs.certPath, keyPath: certs.keyPath },
+      },
+      store,
+      authorisations,
+      authorise: async () => undefined,
+      reload: async () => {
+        reloads += 1;
+        return 'reloaded';
+      },
+      logger: silentLogger(),
+      secret: SECRET,
+    });
+    frontEnds.push(web.frontEnd);
+  });
+
+  after(async () => {
+    authorisations?.cancelAll('test over');
+    await web?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('prints https addresses and answers no plain HTTP request', async () => {
+    assert.equal(web.url, `https://127.0.0.1:${port}/`);
+    assert.equal(web.signInUrl, `https://127.0.0.1:${port}/login?secret=${SECRET}`);
+    const plain = await new Promise<number | string>((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path: `/login?secret=${SECRET}` }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+      req.end();
+    });
+    assert.ok(typeof plain === 'string' || plain >= 400, `plain HTTP got ${plain}`);
+  });
+
+  it('sets a Secure cookie, and takes a POST from its https origin only', async () => {
+    const signIn = await call('GET', `/login?secret=${SECRET}`);
+    assert.equal(signIn.status, 303);
+    const setCookie = String(signIn.headers['set-cookie']);
+    assert.match(setCookie, /; HttpOnly; SameSite=Strict; Secure$/);
+    const cookie = setCookie.split(';')[0] as string;
+    const page = await call('GET', '/', { Cookie: cookie });
+    const csrf = /name="csrf" value="([^"]+)"/.exec(page.body)?.[1] ?? '';
+    const reload = (origin: string) =>
+      call(
+        'POST',
+        '/reload',
+        { Cookie: cookie, Origin: origin, 'Content-Type': 'application/x-www-form-urlencoded' },
+        new URLSearchParams({ csrf }).toString(),
+      );
+    assert.equal((await reload(`http://127.0.0.1:${port}`)).status, 403, 'the http origin is another origin');
+    assert.equal(reloads, 0);
+    assert.equal((await reload(`https://127.0.0.1:${port}`)).status, 303);
+    assert.equal(reloads, 1);
+  });
+
+  it('completes a request whose redirect_uri is its own https address', async () => {
+    const config = store.account('here@example.test');
+    assert.ok(config);
+    const done = authorisations.join('here@example.test', async (publish) => {
+      const item = new PendingAuthorisation(
+        config,
+        { kind: 'code', request: buildAuthorisationRequest(config) },
+        Date.now() + 60_000,
+      );
+      publish(item);
+      return (await item.result).get('code') ?? '';
+    });
+    const [pending] = authorisations.pending();
+    assert.ok(pending && pending.details.kind === 'code');
+    const status = JSON.parse(
+      (await call('GET', '/api/status', { Authorization: `Bearer ${SECRET}` })).body,
+    ) as { pending: { completesHere: boolean }[] };
+    assert.equal(status.pending[0]?.completesHere, true);
+    const callback = await call('GET', `/callback?code=the-code&state=${pending.details.request.state}`);
+    assert.equal(callback.status, 200);
+    assert.equal(await done, 'the-code');
   });
 });

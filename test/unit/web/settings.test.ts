@@ -60,6 +60,20 @@ describe('web console settings', () => {
       /is not a boolean/,
     );
   });
+
+  it('speaks HTTPS with both web_console_certificate_path and web_console_key_path, and refuses one alone', () => {
+    const tls =
+      '[emailproxy]\nweb_console_certificate_path = /etc/c.pem\nweb_console_key_path = /etc/k.pem\n';
+    assert.deepEqual(webConsoleSettings('8025', doc(tls))?.tls, {
+      certificatePath: '/etc/c.pem',
+      keyPath: '/etc/k.pem',
+    });
+    assert.equal(webConsoleSettings('8025', doc(''))?.tls, undefined);
+    assert.throws(
+      () => webConsoleSettings('8025', doc('[emailproxy]\nweb_console_key_path = /etc/k.pem\n')),
+      /has only one of web_console_certificate_path and web_console_key_path: give both for HTTPS, or neither/,
+    );
+  });
 });
 
 describe('web console helpers', () => {
