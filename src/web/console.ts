@@ -11,6 +11,7 @@ import { LiveUpdates } from './events.ts';
 import { ConsoleFrontEnd } from './front-end.ts';
 import { renderSections } from './page.ts';
 import { ConsoleRoutes } from './routes.ts';
+import { loadConsoleSecret } from './secret-file.ts';
 import { ConsoleSessions } from './sessions.ts';
 import {
   consoleScheme,
@@ -42,7 +43,7 @@ export interface WebConsoleOptions {
   metrics?: Metrics;
   activity?: AccountActivity;
   logger: Logger;
-  /** For tests; a random one per start otherwise. */
+  /** From web_console_secret_file (or a test); a random one per start otherwise. */
   secret?: string;
   now?: () => number;
   /** How often open pages look for token changes made elsewhere (2 s). */
@@ -189,7 +190,8 @@ export async function openWebConsole(options: DaemonConsoleOptions): Promise<Web
   if (!settings) return undefined;
   let web: WebConsole;
   try {
-    web = await startWebConsole({ ...options, settings });
+    const secret = settings.secretFile ? await loadConsoleSecret(settings.secretFile) : undefined;
+    web = await startWebConsole({ ...options, settings, ...(secret ? { secret } : {}) });
   } catch (error: unknown) {
     throw new MailbridgeError(ErrorCode.CONFIG_INVALID, describeError(error), { cause: error });
   }

@@ -20,12 +20,15 @@ export interface WebConsoleSettings {
   loopback: boolean;
   /** PEM files for HTTPS; plain HTTP without them. */
   tls?: { certificatePath: string; keyPath: string };
+  /** Keeps the secret across restarts (for Prometheus and scripts); a new secret at each start without it. */
+  secretFile?: string;
 }
 
 export const WEB_CONSOLE_OPTION = 'web_console';
 export const WEB_CONSOLE_REMOTE_OPTION = 'web_console_allow_remote';
 export const WEB_CONSOLE_CERTIFICATE_OPTION = 'web_console_certificate_path';
 export const WEB_CONSOLE_KEY_OPTION = 'web_console_key_path';
+export const WEB_CONSOLE_SECRET_FILE_OPTION = 'web_console_secret_file';
 
 export function webConsoleSettings(
   flag: string | undefined,
@@ -59,7 +62,12 @@ export function webConsoleSettings(
       `[${GLOBAL_SECTION}] has only one of ${WEB_CONSOLE_CERTIFICATE_OPTION} and ${WEB_CONSOLE_KEY_OPTION}: give both for HTTPS, or neither`,
     );
   }
-  return certificatePath && keyPath ? { ...settings, tls: { certificatePath, keyPath } } : settings;
+  const secretFile = option(WEB_CONSOLE_SECRET_FILE_OPTION);
+  return {
+    ...settings,
+    ...(certificatePath && keyPath ? { tls: { certificatePath, keyPath } } : {}),
+    ...(secretFile ? { secretFile } : {}),
+  };
 }
 
 /** `http` or `https`, as the console's URLs and a browser's Origin header spell it. */
