@@ -10,6 +10,7 @@ import {
   type CachedKey,
   findAccount,
   type GlobalOptions,
+  isAccountSection,
   readGlobals,
 } from './accounts.ts';
 import { removeStaleTemporaries, writeFileAtomic } from './atomic-write.ts';
@@ -82,6 +83,25 @@ export class ConfigStore {
 
   account(username: string): AccountConfig | undefined {
     return findAccount(this.config, username, this.globals().allowCatchAllAccounts);
+  }
+
+  /**
+   * Users of catch-all sections known only to a separate token cache: with `--cache-store`, the section added
+   * for each user an `[@domain]` or `[@]` section serves lives there, not in the configuration.
+   */
+  cacheOnlyAccounts(): string[] {
+    if (!this.cache) return [];
+    this.syncTokensFromDisk();
+    return this.cache.sections().filter((section) => {
+      if (!isAccountSection(section) || section.startsWith('@') || this.config.hasSection(section))
+        return false;
+      try {
+        return this.account(section) !== undefined;
+      } catch {
+        // A catch-all section serves it but is incomplete: listed, so that the caller shows the problem.
+        return true;
+      }
+    });
   }
 
   /** The cached fields of an account: from the cache file when there is one, else from its own section. */

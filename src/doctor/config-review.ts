@@ -59,10 +59,12 @@ export function describeAccounts(store: ConfigStore): {
 } {
   const accounts: AccountDescription[] = [];
   const configs: AccountConfig[] = [];
-  for (const section of store.document.sections().filter(isAccountSection)) {
+  const cacheOnly = new Set(store.cacheOnlyAccounts());
+  for (const section of [...store.document.sections().filter(isAccountSection), ...cacheOnly]) {
     const kind = section.startsWith('@') ? 'catch-all' : 'account';
     try {
-      const config = findAccount(store.document, section);
+      // A catch-all user known only to the token cache takes its settings from its [@domain] section.
+      const config = cacheOnly.has(section) ? store.account(section) : findAccount(store.document, section);
       if (!config) continue;
       configs.push(config);
       accounts.push({

@@ -99,7 +99,7 @@ export function collectStatus(sources: StatusSources): ConsoleStatus {
     // A configuration that no longer reads is reported by reload; the running servers are unchanged.
   }
   const accounts: AccountStatus[] = [];
-  for (const section of store.document.sections()) {
+  for (const section of [...store.document.sections(), ...store.cacheOnlyAccounts()]) {
     // Catch-all sections ([@example.com], [@]) are templates, not accounts: each user gets its own section.
     if (!isAccountSection(section) || section.startsWith('@')) continue;
     let flow: string | undefined;

@@ -195,4 +195,18 @@ describe('config store persistence', () => {
     assert.equal(store.servers()[0]?.serverPort, 993);
     assert.equal(await onDisk(path, 'IMAP-1993', 'server_port'), '1993', "the user's edit is kept on disk");
   });
+
+  it('lists catch-all users that only a separate token cache knows, and nothing the configuration cannot serve', async () => {
+    const configPath = await freshConfig(
+      `${CONFIG}\n[emailproxy]\nallow_catch_all_accounts = True\n\n[@example.org]\ntoken_url = https://login.example.test/token\n`,
+    );
+    const cachePath = join(dir, `cache-${counter}.ini`);
+    await writeFile(
+      cachePath,
+      '[alice@example.test]\naccess_token = a\n\n[carol@example.org]\naccess_token = c\n\n[gone@elsewhere.test]\naccess_token = g\n',
+      { mode: 0o600 },
+    );
+    assert.deepEqual((await load(configPath, cachePath)).cacheOnlyAccounts(), ['carol@example.org']);
+    assert.deepEqual((await load(configPath)).cacheOnlyAccounts(), [], 'tokens in the configuration itself');
+  });
 });
