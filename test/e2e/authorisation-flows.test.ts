@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl } from '../testbed/clients.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import {
   MAILBRIDGE_BIN,
   type MailbridgeProcess,
@@ -65,7 +66,7 @@ describe('authorisation flows through mailbridge', () => {
     await writeFile(
       configPath,
       [
-        `[IMAP-${port}]\nserver_address = 127.0.0.1\nserver_port = ${bed.dovecot.ports.imaps}\n`,
+        serverSection({ protocol: 'IMAP', localPort: port, serverPort: bed.dovecot.ports.imaps }),
         bed.accountSection('lsa@example.test', { redirect_uri: `http://localhost:${redirectPort}/callback` }),
         bed.accountSection('crowd@example.test', {
           redirect_uri: `http://localhost:${redirectPort}/callback`,

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl } from '../testbed/clients.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import {
   type MailbridgeProcess,
   startAuthorisingMailbridge,
@@ -69,11 +70,12 @@ describe(`a burst of ${CLIENTS} connections`, () => {
     await writeFile(
       configPath,
       [
-        `[IMAP-${port}]`,
-        'server_address = 127.0.0.1',
-        `server_port = ${bed.dovecot.ports.imaps}`,
-        'local_address = 127.0.0.1',
-        '',
+        serverSection({
+          protocol: 'IMAP',
+          localPort: port,
+          serverPort: bed.dovecot.ports.imaps,
+          localAddress: '127.0.0.1',
+        }),
         bed.accountSection(ALICE),
       ].join('\n'),
     );

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { DoctorReport, ServerReport } from '../../src/doctor/report.ts';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import { runMailbridge } from '../testbed/mailbridge-command.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 import { type ScriptedServer, startScriptedServer } from '../testbed/scripted-server.ts';
@@ -97,12 +98,35 @@ describe('mailbridge doctor and check-config against the test bed', () => {
     await writeFile(
       goodConfig,
       [
-        `[IMAP-2001]\nserver_address = 127.0.0.1\nserver_port = ${ports.imaps}\n`,
-        `[IMAP-2002]\nserver_address = localhost\nserver_port = ${ports.imap}\nserver_starttls = True\n`,
-        `[POP-2003]\nserver_address = 127.0.0.1\nserver_port = ${ports.pop3s}\n`,
-        `[POP-2004]\nserver_address = localhost\nserver_port = ${ports.pop3}\nserver_starttls = True\n`,
-        `[SMTP-2005]\nserver_address = localhost\nserver_port = ${ports.submission}\nserver_starttls = True\n`,
-        `[SMTP-2006]\nserver_address = localhost\nserver_port = ${ports.submissions}\n`,
+        serverSection({ protocol: 'IMAP', localPort: 2001, serverPort: ports.imaps }),
+        serverSection({
+          protocol: 'IMAP',
+          localPort: 2002,
+          serverAddress: 'localhost',
+          serverPort: ports.imap,
+          serverStarttls: true,
+        }),
+        serverSection({ protocol: 'POP', localPort: 2003, serverPort: ports.pop3s }),
+        serverSection({
+          protocol: 'POP',
+          localPort: 2004,
+          serverAddress: 'localhost',
+          serverPort: ports.pop3,
+          serverStarttls: true,
+        }),
+        serverSection({
+          protocol: 'SMTP',
+          localPort: 2005,
+          serverAddress: 'localhost',
+          serverPort: ports.submission,
+          serverStarttls: true,
+        }),
+        serverSection({
+          protocol: 'SMTP',
+          localPort: 2006,
+          serverAddress: 'localhost',
+          serverPort: ports.submissions,
+        }),
         account,
       ].join('\n'),
     );
@@ -162,14 +186,19 @@ describe('mailbridge doctor and check-config against the test bed', () => {
     await writeFile(
       brokenConfig,
       [
-        `[IMAP-2101]\nserver_address = 127.0.0.1\nserver_port = ${closedPort}\n`,
-        `[IMAP-2102]\nserver_address = 127.0.0.1\nserver_port = ${ports.imap}\n`,
-        `[POP-2103]\nserver_address = 127.0.0.1\nserver_port = ${ports.pop3s}\nserver_starttls = True\n`,
-        `[IMAP-2104]\nserver_address = 127.0.0.1\nserver_port = ${noOAuth.port}\n`,
-        `[IMAP-2105]\nserver_address = 127.0.0.1\nserver_port = ${mismatched.port}\n`,
-        `[IMAP-2106]\nserver_address = 127.0.0.1\nserver_port = ${refusing.port}\n`,
-        `[SMTP-2107]\nserver_address = 127.0.0.1\nserver_port = ${smtpDisabled.port}\n`,
-        `[IMAP-2108]\nserver_address = localhost\nserver_port = ${ports.submissions}\n`,
+        serverSection({ protocol: 'IMAP', localPort: 2101, serverPort: closedPort }),
+        serverSection({ protocol: 'IMAP', localPort: 2102, serverPort: ports.imap }),
+        serverSection({ protocol: 'POP', localPort: 2103, serverPort: ports.pop3s, serverStarttls: true }),
+        serverSection({ protocol: 'IMAP', localPort: 2104, serverPort: noOAuth.port }),
+        serverSection({ protocol: 'IMAP', localPort: 2105, serverPort: mismatched.port }),
+        serverSection({ protocol: 'IMAP', localPort: 2106, serverPort: refusing.port }),
+        serverSection({ protocol: 'SMTP', localPort: 2107, serverPort: smtpDisabled.port }),
+        serverSection({
+          protocol: 'IMAP',
+          localPort: 2108,
+          serverAddress: 'localhost',
+          serverPort: ports.submissions,
+        }),
         // The same cached tokens: doctor logs in with a working token everywhere.
         goodText.slice(goodText.indexOf(`[${ALICE}]`)),
       ].join('\n'),
@@ -352,8 +381,18 @@ describe('mailbridge doctor and check-config against the test bed', () => {
     await writeFile(
       unusable,
       [
-        '[IMAP-1993]\nserver_address = imap.example.test\nserver_port = 143\n',
-        '[POP-1993]\nserver_address = pop.example.test\nserver_port = 995\n',
+        serverSection({
+          protocol: 'IMAP',
+          localPort: 1993,
+          serverAddress: 'imap.example.test',
+          serverPort: 143,
+        }),
+        serverSection({
+          protocol: 'POP',
+          localPort: 1993,
+          serverAddress: 'pop.example.test',
+          serverPort: 995,
+        }),
         '[someone@example.test]\ntoken_url = https://login.example.test/token\n',
       ].join('\n'),
     );

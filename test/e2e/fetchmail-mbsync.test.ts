@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { fetchmail, mbsync, TlsConversation } from '../testbed/clients.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import {
   type MailbridgeProcess,
   startAuthorisingMailbridge,
@@ -73,35 +74,29 @@ describe('fetchmail and mbsync through mailbridge', () => {
       number,
       number,
     ];
-    const localTls = [
-      `local_certificate_path = ${bed.certs.certPath}`,
-      `local_key_path = ${bed.certs.keyPath}`,
-    ];
     const configPath = join(bed.dir, 'emailproxy.config');
     await writeFile(
       configPath,
       [
-        `[POP-${popPort}]`,
-        'server_address = 127.0.0.1',
-        `server_port = ${bed.dovecot.ports.pop3s}`,
-        '',
-        `[IMAP-${imapPort}]`,
-        'server_address = 127.0.0.1',
-        `server_port = ${bed.dovecot.ports.imaps}`,
-        '',
-        `[POP-${popStlsPort}]`,
-        'server_address = localhost',
-        `server_port = ${bed.dovecot.ports.pop3}`,
-        'server_starttls = True',
-        'local_starttls = True',
-        ...localTls,
-        '',
-        `[IMAP-${imapStartTlsPort}]`,
-        'server_address = localhost',
-        `server_port = ${bed.dovecot.ports.imaps}`,
-        'local_starttls = True',
-        ...localTls,
-        '',
+        serverSection({ protocol: 'POP', localPort: popPort, serverPort: bed.dovecot.ports.pop3s }),
+        serverSection({ protocol: 'IMAP', localPort: imapPort, serverPort: bed.dovecot.ports.imaps }),
+        serverSection({
+          protocol: 'POP',
+          localPort: popStlsPort,
+          serverAddress: 'localhost',
+          serverPort: bed.dovecot.ports.pop3,
+          serverStarttls: true,
+          localStarttls: true,
+          localCertificate: bed.certs,
+        }),
+        serverSection({
+          protocol: 'IMAP',
+          localPort: imapStartTlsPort,
+          serverAddress: 'localhost',
+          serverPort: bed.dovecot.ports.imaps,
+          localStarttls: true,
+          localCertificate: bed.certs,
+        }),
         bed.accountSection(ALICE),
       ].join('\n'),
     );

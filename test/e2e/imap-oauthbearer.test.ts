@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import { type MailbridgeProcess, startMailbridge, stopMailbridgeAndBed } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 import { RawClient } from '../testbed/raw-client.ts';
@@ -26,7 +27,10 @@ describe('IMAP to a server that offers only OAUTHBEARER', () => {
     const configPath = join(bed.dir, 'emailproxy.config');
     await writeFile(
       configPath,
-      `[IMAP-${port}]\nserver_address = 127.0.0.1\nserver_port = ${bed.dovecot.ports.imaps}\n\n${bed.accountSection(ERIN)}`,
+      [
+        serverSection({ protocol: 'IMAP', localPort: port, serverPort: bed.dovecot.ports.imaps }),
+        bed.accountSection(ERIN),
+      ].join('\n'),
     );
     mailbridge = await startMailbridge({
       args: ['--external-auth', '--config-file', configPath],

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { IniDocument } from '../../src/config/ini.ts';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl, python } from '../testbed/clients.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import {
   type MailbridgeProcess,
   startAuthorisingMailbridge,
@@ -77,22 +78,26 @@ describe('IMAP through mailbridge to an OAuth-only Dovecot', () => {
       configPath,
       [
         '# mailbridge end-to-end test configuration; this comment must survive token saves',
-        `[IMAP-${port}]`,
-        'server_address = 127.0.0.1',
-        `server_port = ${bed.dovecot.ports.imaps}`,
-        'local_address = 127.0.0.1',
-        '',
-        `[IMAP-${tlsPort}]`,
-        'server_address = localhost',
-        `server_port = ${bed.dovecot.ports.imaps}`,
-        `local_certificate_path = ${bed.certs.certPath}`,
-        `local_key_path = ${bed.certs.keyPath}`,
-        '',
-        `[IMAP-${startTlsPort}]`,
-        'server_address = localhost',
-        `server_port = ${bed.dovecot.ports.imap}`,
-        'server_starttls = True',
-        '',
+        serverSection({
+          protocol: 'IMAP',
+          localPort: port,
+          serverPort: bed.dovecot.ports.imaps,
+          localAddress: '127.0.0.1',
+        }),
+        serverSection({
+          protocol: 'IMAP',
+          localPort: tlsPort,
+          serverAddress: 'localhost',
+          serverPort: bed.dovecot.ports.imaps,
+          localCertificate: bed.certs,
+        }),
+        serverSection({
+          protocol: 'IMAP',
+          localPort: startTlsPort,
+          serverAddress: 'localhost',
+          serverPort: bed.dovecot.ports.imap,
+          serverStarttls: true,
+        }),
         bed.accountSection(ALICE, { use_pkce: 'True' }),
         bed.accountSection(BOB),
         bed.accountSection(CAROL),

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl } from '../testbed/clients.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import { type MailbridgeProcess, startMailbridge, stopMailbridgeAndBed } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 
@@ -35,7 +36,10 @@ describe('metrics and account activity from live sessions', () => {
     const configPath = join(bed.dir, 'emailproxy.config');
     await writeFile(
       configPath,
-      `[IMAP-${port}]\nserver_address = 127.0.0.1\nserver_port = ${bed.dovecot.ports.imaps}\n\n${bed.accountSection(ACCOUNT)}`,
+      [
+        serverSection({ protocol: 'IMAP', localPort: port, serverPort: bed.dovecot.ports.imaps }),
+        bed.accountSection(ACCOUNT),
+      ].join('\n'),
     );
     mailbridge = await startMailbridge({
       args: ['--external-auth', '--web-console', `127.0.0.1:${consolePort}`, '--config-file', configPath],

@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { IniDocument } from '../../src/config/ini.ts';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl, python } from '../testbed/clients.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import { type MailbridgeProcess, startMailbridge, stopMailbridgeAndBed } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 
@@ -51,7 +52,16 @@ describe('migrating from email-oauth2-proxy', () => {
     configPath = join(bed.dir, 'emailproxy.config');
     cachePath = join(bed.dir, 'cache.ini');
     await copyFile(FIXTURE, cachePath);
-    configText = `[IMAP-${port}]\nserver_address = localhost\nserver_port = ${bed.dovecot.ports.imaps}\nlocal_address = 127.0.0.1\n\n${bed.accountSection(DAVE)}`;
+    configText = [
+      serverSection({
+        protocol: 'IMAP',
+        localPort: port,
+        serverAddress: 'localhost',
+        serverPort: bed.dovecot.ports.imaps,
+        localAddress: '127.0.0.1',
+      }),
+      bed.accountSection(DAVE),
+    ].join('\n');
     await writeFile(configPath, configText);
     mailbridge = await startMailbridge({
       args: ['--no-gui', '--config-file', configPath, '--cache-store', cachePath],

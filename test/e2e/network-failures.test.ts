@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { IniDocument } from '../../src/config/ini.ts';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
+import { type ServerSectionOptions, serverSection } from '../testbed/config-sections.ts';
 import { launchDovecot, readMasterPid, stopMaster } from '../testbed/dovecot-daemon.ts';
 import { type MailbridgeProcess, startAuthorisingMailbridge } from '../testbed/mailbridge.ts';
 import { findFreePorts, waitForPort } from '../testbed/ports.ts';
@@ -173,14 +174,8 @@ describe('network failures are never authentication failures', () => {
     };
     tokenProxy = new TokenProxy(proxyPort as number, Number(new URL(bed.oauth.tokenEndpoint).port));
     await tokenProxy.up();
-    const section = (protocol: string, port: number, serverPort: number) =>
-      [
-        `[${protocol}-${port}]`,
-        'server_address = 127.0.0.1',
-        `server_port = ${serverPort}`,
-        'local_address = 127.0.0.1',
-        '',
-      ].join('\n');
+    const section = (protocol: ServerSectionOptions['protocol'], localPort: number, serverPort: number) =>
+      serverSection({ protocol, localPort, serverPort, localAddress: '127.0.0.1' });
     configPath = join(bed.dir, 'emailproxy.config');
     await writeFile(
       configPath,

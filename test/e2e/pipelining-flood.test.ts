@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl } from '../testbed/clients.ts';
+import { type ServerSectionOptions, serverSection } from '../testbed/config-sections.ts';
 import {
   type MailbridgeProcess,
   startAuthorisingMailbridge,
@@ -80,14 +81,8 @@ describe('a pipelined flood before login', () => {
     bed = await startTestbed({ smtpSink: true });
     const [imap, pop, smtp] = (await findFreePorts(3)) as [number, number, number];
     ports = { imap, pop, smtp };
-    const section = (protocol: string, local: number, server: number) =>
-      [
-        `[${protocol}-${local}]`,
-        'server_address = 127.0.0.1',
-        `server_port = ${server}`,
-        'local_address = 127.0.0.1',
-        '',
-      ].join('\n');
+    const section = (protocol: ServerSectionOptions['protocol'], localPort: number, serverPort: number) =>
+      serverSection({ protocol, localPort, serverPort, localAddress: '127.0.0.1' });
     const configPath = join(bed.dir, 'emailproxy.config');
     await writeFile(
       configPath,

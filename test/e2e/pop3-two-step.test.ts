@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { python } from '../testbed/clients.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import {
   type MailbridgeProcess,
   startAuthorisingMailbridge,
@@ -64,11 +65,13 @@ describe('POP3 upstream login in two steps, as Microsoft requires', () => {
     await writeFile(
       configPath,
       [
-        `[POP-${port}]`,
-        `server_address = ${server.host}`,
-        `server_port = ${server.port}`,
-        'local_address = 127.0.0.1',
-        '',
+        serverSection({
+          protocol: 'POP',
+          localPort: port,
+          serverAddress: server.host,
+          serverPort: server.port,
+          localAddress: '127.0.0.1',
+        }),
         bed.accountSection(ALICE),
       ].join('\n'),
     );

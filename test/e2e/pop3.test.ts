@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl, python, TlsConversation } from '../testbed/clients.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import {
   type MailbridgeProcess,
   startAuthorisingMailbridge,
@@ -110,29 +111,34 @@ describe('POP3 through mailbridge to an OAuth-only Dovecot', () => {
     await writeFile(
       configPath,
       [
-        `[POP-${port}]`,
-        'server_address = 127.0.0.1',
-        `server_port = ${bed.dovecot.ports.pop3s}`,
-        'local_address = 127.0.0.1',
-        '',
-        `[POP-${upstreamStlsPort}]`,
-        'server_address = localhost',
-        `server_port = ${bed.dovecot.ports.pop3}`,
-        'server_starttls = True',
-        '',
-        `[POP-${localStlsPort}]`,
-        'server_address = localhost',
-        `server_port = ${bed.dovecot.ports.pop3s}`,
-        'local_starttls = True',
-        `local_certificate_path = ${bed.certs.certPath}`,
-        `local_key_path = ${bed.certs.keyPath}`,
-        '',
-        `[POP-${tlsPort}]`,
-        'server_address = localhost',
-        `server_port = ${bed.dovecot.ports.pop3s}`,
-        `local_certificate_path = ${bed.certs.certPath}`,
-        `local_key_path = ${bed.certs.keyPath}`,
-        '',
+        serverSection({
+          protocol: 'POP',
+          localPort: port,
+          serverPort: bed.dovecot.ports.pop3s,
+          localAddress: '127.0.0.1',
+        }),
+        serverSection({
+          protocol: 'POP',
+          localPort: upstreamStlsPort,
+          serverAddress: 'localhost',
+          serverPort: bed.dovecot.ports.pop3,
+          serverStarttls: true,
+        }),
+        serverSection({
+          protocol: 'POP',
+          localPort: localStlsPort,
+          serverAddress: 'localhost',
+          serverPort: bed.dovecot.ports.pop3s,
+          localStarttls: true,
+          localCertificate: bed.certs,
+        }),
+        serverSection({
+          protocol: 'POP',
+          localPort: tlsPort,
+          serverAddress: 'localhost',
+          serverPort: bed.dovecot.ports.pop3s,
+          localCertificate: bed.certs,
+        }),
         bed.accountSection(ALICE),
         bed.accountSection('utf8@example.test'),
       ].join('\n'),

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl, TlsConversation } from '../testbed/clients.ts';
+import { type ServerSectionOptions, serverSection } from '../testbed/config-sections.ts';
 import { type MailbridgeProcess, startAuthorisingMailbridge } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 import { RawClient } from '../testbed/raw-client.ts';
@@ -31,52 +32,30 @@ let ports: { kept: number; gone: number; pop: number; tls: number; smtp: number 
 let message: Buffer;
 
 function config(stage: 'before' | 'after'): string {
+  const section = (options: Omit<ServerSectionOptions, 'localAddress'>) =>
+    serverSection({ ...options, localAddress: '127.0.0.1' });
+  const { imaps, pop3, pop3s, submissions } = bed.dovecot.ports;
   const sections = [
     '# signals test configuration',
-    `[IMAP-${ports.kept}]`,
-    'server_address = 127.0.0.1',
-    `server_port = ${bed.dovecot.ports.imaps}`,
-    'local_address = 127.0.0.1',
-    '',
+    section({ protocol: 'IMAP', localPort: ports.kept, serverPort: imaps }),
   ];
   if (stage === 'before') {
     sections.push(
-      `[IMAP-${ports.gone}]`,
-      'server_address = 127.0.0.1',
-      `server_port = ${bed.dovecot.ports.imaps}`,
-      'local_address = 127.0.0.1',
-      '',
-      `[POP-${ports.pop}]`,
-      'server_address = 127.0.0.1',
-      `server_port = ${bed.dovecot.ports.pop3s}`,
-      'local_address = 127.0.0.1',
-      '',
-      `[IMAP-${ports.tls}]`,
-      'server_address = 127.0.0.1',
-      `server_port = ${bed.dovecot.ports.imaps}`,
-      'local_address = 127.0.0.1',
-      '',
+      section({ protocol: 'IMAP', localPort: ports.gone, serverPort: imaps }),
+      section({ protocol: 'POP', localPort: ports.pop, serverPort: pop3s }),
+      section({ protocol: 'IMAP', localPort: ports.tls, serverPort: imaps }),
     );
   } else {
     sections.push(
-      `[POP-${ports.pop}]`,
-      'server_address = localhost',
-      `server_port = ${bed.dovecot.ports.pop3}`,
-      'server_starttls = True',
-      'local_address = 127.0.0.1',
-      '',
-      `[IMAP-${ports.tls}]`,
-      'server_address = 127.0.0.1',
-      `server_port = ${bed.dovecot.ports.imaps}`,
-      'local_address = 127.0.0.1',
-      `local_certificate_path = ${bed.certs.certPath}`,
-      `local_key_path = ${bed.certs.keyPath}`,
-      '',
-      `[SMTP-${ports.smtp}]`,
-      'server_address = 127.0.0.1',
-      `server_port = ${bed.dovecot.ports.submissions}`,
-      'local_address = 127.0.0.1',
-      '',
+      section({
+        protocol: 'POP',
+        localPort: ports.pop,
+        serverAddress: 'localhost',
+        serverPort: pop3,
+        serverStarttls: true,
+      }),
+      section({ protocol: 'IMAP', localPort: ports.tls, serverPort: imaps, localCertificate: bed.certs }),
+      section({ protocol: 'SMTP', localPort: ports.smtp, serverPort: submissions }),
     );
   }
   sections.push(bed.accountSection(ALICE));

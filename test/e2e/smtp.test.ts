@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl, python, swaks, TlsConversation } from '../testbed/clients.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import { type MailbridgeProcess, startAuthorisingMailbridge } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 import { RawClient } from '../testbed/raw-client.ts';
@@ -165,33 +166,40 @@ describe('SMTP through mailbridge to an OAuth-only Dovecot submission service', 
     await writeFile(
       configPath,
       [
-        `[SMTP-${port}]`,
-        'server_address = 127.0.0.1',
-        `server_port = ${bed.dovecot.ports.submissions}`,
-        'local_address = 127.0.0.1',
-        '',
-        `[SMTP-${upstreamStartTlsPort}]`,
-        'server_address = localhost',
-        `server_port = ${bed.dovecot.ports.submission}`,
-        'server_starttls = True',
-        '',
-        `[SMTP-${localStartTlsPort}]`,
-        'server_address = localhost',
-        `server_port = ${bed.dovecot.ports.submissions}`,
-        'local_starttls = True',
-        `local_certificate_path = ${bed.certs.certPath}`,
-        `local_key_path = ${bed.certs.keyPath}`,
-        '',
-        `[SMTP-${tlsPort}]`,
-        'server_address = localhost',
-        `server_port = ${bed.dovecot.ports.submissions}`,
-        `local_certificate_path = ${bed.certs.certPath}`,
-        `local_key_path = ${bed.certs.keyPath}`,
-        '',
-        `[SMTP-${o365Port}]`,
-        'server_address = localhost',
-        `server_port = ${o365.port}`,
-        '',
+        serverSection({
+          protocol: 'SMTP',
+          localPort: port,
+          serverPort: bed.dovecot.ports.submissions,
+          localAddress: '127.0.0.1',
+        }),
+        serverSection({
+          protocol: 'SMTP',
+          localPort: upstreamStartTlsPort,
+          serverAddress: 'localhost',
+          serverPort: bed.dovecot.ports.submission,
+          serverStarttls: true,
+        }),
+        serverSection({
+          protocol: 'SMTP',
+          localPort: localStartTlsPort,
+          serverAddress: 'localhost',
+          serverPort: bed.dovecot.ports.submissions,
+          localStarttls: true,
+          localCertificate: bed.certs,
+        }),
+        serverSection({
+          protocol: 'SMTP',
+          localPort: tlsPort,
+          serverAddress: 'localhost',
+          serverPort: bed.dovecot.ports.submissions,
+          localCertificate: bed.certs,
+        }),
+        serverSection({
+          protocol: 'SMTP',
+          localPort: o365Port,
+          serverAddress: 'localhost',
+          serverPort: o365.port,
+        }),
         bed.accountSection(ALICE),
       ].join('\n'),
     );

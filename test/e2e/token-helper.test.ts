@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { IniDocument } from '../../src/config/ini.ts';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import { MAILBRIDGE_BIN } from '../testbed/mailbridge.ts';
 import { runMailbridge } from '../testbed/mailbridge-command.ts';
 import { muttReadFirstMessage } from '../testbed/mutt.ts';
@@ -69,10 +70,7 @@ describe('mailbridge token: the OAuth helper for mutt, curl and msmtp', () => {
       configPath,
       [
         '# token helper test configuration',
-        '[IMAP-1993]',
-        'server_address = 127.0.0.1',
-        `server_port = ${bed.dovecot.ports.imaps}`,
-        '',
+        serverSection({ protocol: 'IMAP', localPort: 1993, serverPort: bed.dovecot.ports.imaps }),
         bed.accountSection(ALICE, { use_pkce: 'True' }),
         bed.accountSection(BOB),
         bed.accountSection(CAROL),

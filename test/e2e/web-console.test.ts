@@ -9,6 +9,7 @@ import { Cryptographer } from '../../src/tokens/cryptographer.ts';
 import { KeyDeriver } from '../../src/tokens/key-derivation.ts';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl } from '../testbed/clients.ts';
+import { serverSection } from '../testbed/config-sections.ts';
 import { type MailbridgeProcess, startMailbridge, stopMailbridgeAndBed } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 
@@ -93,7 +94,7 @@ describe('web console in a real browser', () => {
     await writeFile(
       configPath,
       [
-        `[IMAP-${imapPort}]\nserver_address = 127.0.0.1\nserver_port = ${bed.dovecot.ports.imaps}\n`,
+        serverSection({ protocol: 'IMAP', localPort: imapPort, serverPort: bed.dovecot.ports.imaps }),
         bed.accountSection('web@example.test', { redirect_uri: callback }),
         // The test bed's default redirect_uri, where nothing listens: the person pastes the address.
         bed.accountSection('paste@example.test'),

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { serverSection } from '../testbed/config-sections.ts';
 import { MAILBRIDGE_BIN, startMailbridge } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 import { RawClient } from '../testbed/raw-client.ts';
@@ -78,7 +79,7 @@ describe('the mailbridge command', () => {
   it('listens on loopback only by default, answers with a clean BYE when the server is unreachable, and stops on SIGTERM', async () => {
     const [port, deadPort] = (await findFreePorts(2)) as [number, number];
     const path = join(dir, 'loopback.config');
-    await writeFile(path, `[IMAP-${port}]\nserver_address = 127.0.0.1\nserver_port = ${deadPort}\n`);
+    await writeFile(path, serverSection({ protocol: 'IMAP', localPort: port, serverPort: deadPort }));
     const process_ = await startMailbridge({ args: ['--config-file', path] });
     try {
       await process_.waitForLog('mailbridge ready');
@@ -95,7 +96,7 @@ describe('the mailbridge command', () => {
   it('stops cleanly on a SIGTERM sent the moment it says it is ready', async () => {
     const [port] = (await findFreePorts(1)) as [number];
     const path = join(dir, 'ready.config');
-    await writeFile(path, `[IMAP-${port}]\nserver_address = 127.0.0.1\nserver_port = 1\n`);
+    await writeFile(path, serverSection({ protocol: 'IMAP', localPort: port, serverPort: 1 }));
     const process_ = await startMailbridge({ args: ['--config-file', path] });
     await process_.waitForLog('mailbridge ready');
     assert.equal(await process_.stop(), 0, process_.stderr());
