@@ -5,19 +5,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MAILBRIDGE_BIN } from '../testbed/mailbridge.ts';
+import { runMutt } from '../testbed/mutt.ts';
 
 /**
  * The procmail and maildrop recipes of README.md, run as they are by the real procmail and maildrop (Debian
  * packages), with `mailbridge` on their PATH and messages delivered into real maildirs. Only $HOME is replaced
  * (both programs take it from the password database, so a test cannot set it), and a PATH line is put first.
+ * The README's mutt macros run in the real mutt, on a pseudo-terminal, as the keys a person presses.
  */
 
 const README = join(import.meta.dirname, '..', '..', 'README.md');
 
+/** The first ```language block of README.md that mentions `thread` (other blocks are client recipes). */
 async function recipe(language: string): Promise<string> {
   const text = await readFile(README, 'utf8');
-  const block = new RegExp(`\`\`\`${language}\\n([\\s\\S]*?)\`\`\``).exec(text)?.[1];
-  assert.ok(block, `README.md has a \`\`\`${language} block`);
+  const blocks = text.matchAll(new RegExp(`\`\`\`${language}\\n([\\s\\S]*?)\`\`\``, 'g'));
+  const block = [...blocks]
+    .map((found) => found[1] as string)
+    .find((body) => body.includes('mailbridge thread'));
+  assert.ok(block, `README.md has a \`\`\`${language} block with mailbridge thread`);
   return block;
 }
 
@@ -167,5 +173,49 @@ describe('the README recipes with the real procmail and maildrop', () => {
         ordinary('d'),
       ].sort(),
     );
+  });
+
+  it('mutt: the macros M, W and U mute, watch and unmute the thread of the message under the cursor', async () => {
+    const home = join(root, 'mutt-home');
+    await mkdir(home, { recursive: true });
+    const inbox = join(home, 'inbox');
+    await writeFile(
+      inbox,
+      'From b@example.com Sat Nov 28 10:00:00 2026\n' +
+        'From: b@example.com\nMessage-ID: <t1.u@example.com>\nIn-Reply-To: <t0.u@example.com>\n' +
+        'References: <t0.u@example.com>\nSubject: Re: a thread\n\nreply\n\n',
+    );
+    const muttrc = [
+      'set mbox_type = mbox',
+      `set folder = "${home}"`,
+      `set spoolfile = "${inbox}"`,
+      await recipe('muttrc'),
+    ];
+    // The database is shared with the tests above: find this thread among theirs.
+    const thread = (list: string) =>
+      spawnSync(join(bin, 'mailbridge'), ['thread', 'list', '--list', list], { encoding: 'utf8' })
+        .stdout.split('\n')
+        .find((line) => line.includes('<t0.u@example.com>'))
+        ?.split(' ')
+        .sort();
+    const both = ['<t0.u@example.com>', '<t1.u@example.com>'];
+    const press = async (key: string) => {
+      const result = await runMutt({
+        dir: home,
+        muttrc,
+        keys: `${key}<quit>`,
+        env: { PATH: `${bin}:${process.env.PATH}`, SHELL: '/bin/sh' },
+      });
+      assert.equal(result.code, 0, `mutt after ${key}:\n${result.screen}`);
+    };
+
+    await press('M');
+    assert.deepEqual(thread('muted'), both);
+    assert.equal(thread('watched'), undefined);
+    await press('W');
+    assert.deepEqual(thread('watched'), both);
+    await press('U');
+    assert.equal(thread('muted'), undefined);
+    assert.deepEqual(thread('watched'), both, 'unmute leaves watched alone');
   });
 });
