@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
@@ -10,7 +10,8 @@ import { findFreePorts } from '../testbed/ports.ts';
 
 /**
  * The daemon's own events reach /metrics and /api/status: connections and logins by protocol and result,
- * refreshes, authorisation waits, and each account's servers and last error.
+ * refreshes, authorisation waits, and each account's servers and last error. The scraper reads the secret
+ * from web_console_secret_file, as Prometheus's credentials_file would.
  */
 const ACCOUNT = 'metrics@example.test';
 
@@ -34,9 +35,11 @@ describe('metrics and account activity from live sessions', () => {
     bed.dovecot.seedMessage(ACCOUNT, '1.msg', 'Subject: m\r\n\r\nm\r\n');
     [port, consolePort] = (await findFreePorts(2)) as [number, number];
     const configPath = join(bed.dir, 'emailproxy.config');
+    const secretFile = join(bed.dir, 'secrets', 'console-secret');
     await writeFile(
       configPath,
       [
+        `[emailproxy]\nweb_console_secret_file = ${secretFile}\n`,
         serverSection({ protocol: 'IMAP', localPort: port, serverPort: bed.dovecot.ports.imaps }),
         bed.accountSection(ACCOUNT),
       ].join('\n'),
@@ -47,7 +50,9 @@ describe('metrics and account activity from live sessions', () => {
       authorise: (url) => bed.oauth.authorize(url),
     });
     await mailbridge.waitForLog(/sign in once with \S+secret=(\S+)/);
-    secret = /sign in once with \S+secret=(\S+)/.exec(mailbridge.stderr())?.[1] ?? '';
+    secret = (await readFile(secretFile, 'utf8')).trim();
+    assert.equal((await stat(secretFile)).mode & 0o777, 0o600);
+    assert.equal(/sign in once with \S+secret=(\S+)/.exec(mailbridge.stderr())?.[1], secret);
   });
 
   after(async () => {
