@@ -5,6 +5,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { startTestbed, type Testbed } from '../../testbed/bed.ts';
 import { python } from '../../testbed/clients.ts';
+import { serverSection } from '../../testbed/config-sections.ts';
 import { type MailbridgeProcess, startAuthorisingMailbridge } from '../../testbed/mailbridge.ts';
 
 /**
@@ -142,29 +143,26 @@ async function main(): Promise<Record<string, unknown>> {
     bed = await startTestbed();
     bed.dovecot.seedMessage(ALICE, '1.hello', MESSAGE);
     const configPath = join(workDir, 'emailproxy.config');
+    const serverPort = bed.dovecot.ports.imaps;
     writeFileSync(
       configPath,
       [
-        `[IMAP-${REACHABLE_PORT}]`,
-        'server_address = mail.test',
-        `server_port = ${bed.dovecot.ports.imaps}`,
-        'local_address = 127.0.0.1',
-        '',
-        `[IMAP-${UNREACHABLE_PORT}]`,
-        'server_address = dead.test',
-        `server_port = ${bed.dovecot.ports.imaps}`,
-        'local_address = 127.0.0.1',
-        '',
-        `[IMAP-${REFUSED_PORT}]`,
-        'server_address = refused.test',
-        `server_port = ${bed.dovecot.ports.imaps}`,
-        'local_address = 127.0.0.1',
-        '',
-        `[IMAP-${SILENT_PORT}]`,
-        'server_address = silent.test',
-        `server_port = ${bed.dovecot.ports.imaps}`,
-        'local_address = 127.0.0.1',
-        '',
+        ...(
+          [
+            [REACHABLE_PORT, 'mail.test'],
+            [UNREACHABLE_PORT, 'dead.test'],
+            [REFUSED_PORT, 'refused.test'],
+            [SILENT_PORT, 'silent.test'],
+          ] as const
+        ).map(([localPort, serverAddress]) =>
+          serverSection({
+            protocol: 'IMAP',
+            localPort,
+            serverAddress,
+            serverPort,
+            localAddress: '127.0.0.1',
+          }),
+        ),
         bed.accountSection(ALICE),
       ].join('\n'),
     );
