@@ -1,9 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { ServerConfig } from '../config/servers.ts';
 import { ErrorCode, MailbridgeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { type CertificatePair, loadCertificatePair } from './certificate-pair.ts';
 import { Limits } from './limits.ts';
 
 /**
@@ -125,27 +125,15 @@ function closeServer(server: net.Server): Promise<void> {
  * The local certificate of a server section, or undefined without one. Loaded once per listener: for implicit
  * TLS it is the listener's own; with local_starttls each session upgrades with it.
  */
-export interface LocalTls {
-  options: tls.SecureContextOptions;
-  context: tls.SecureContext;
-}
+export type LocalTls = CertificatePair;
 
 export async function loadLocalTls(config: ServerConfig): Promise<LocalTls | undefined> {
   if (!config.localCertificatePath || !config.localKeyPath) return undefined;
-  try {
-    const [cert, key] = await Promise.all([
-      readFile(config.localCertificatePath),
-      readFile(config.localKeyPath),
-    ]);
-    const options: tls.SecureContextOptions = { cert, key, minVersion: 'TLSv1.2' };
-    return { options, context: tls.createSecureContext(options) };
-  } catch (error: unknown) {
-    throw new MailbridgeError(
-      ErrorCode.CONFIG_INVALID,
-      `[${config.section}]: cannot use local_certificate_path/local_key_path: ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
+  return loadCertificatePair(
+    config.localCertificatePath,
+    config.localKeyPath,
+    `[${config.section}] local_certificate_path/local_key_path`,
+  );
 }
 
 export function formatHostPort(host: string, port: number): string {

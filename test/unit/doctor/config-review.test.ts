@@ -98,7 +98,7 @@ describe('configuration review', () => {
     const errors = messages((await reviewConfig(store)).findings, 'error');
     assert.match(
       errors[0] ?? '',
-      /^\[POP-1993\] \[POP-1993\]: cannot use local_certificate_path\/local_key_path/,
+      /^\[POP-1993\] cannot use \[POP-1993\] local_certificate_path\/local_key_path \('.*none\.pem', '.*none\.key'\): .*no such file/,
     );
     assert.match(
       errors[1] ?? '',
