@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -25,10 +25,20 @@ describe('web_console_secret_file', () => {
     assert.equal(await loadConsoleSecret(path), secret);
   });
 
-  it('takes a secret written by hand, from the first line', async () => {
+  it('gives two processes starting at once one secret', async () => {
+    const path = join(dir, 'race', 'console-secret');
+    const [first, second] = await Promise.all([loadConsoleSecret(path), loadConsoleSecret(path)]);
+    assert.equal(first, second);
+  });
+
+  it('takes a secret written by hand, and leaves no temporary file behind', async () => {
     const path = join(dir, 'by-hand');
-    await writeFile(path, 'a-long-enough-secret-value\r\nnotes\n', { mode: 0o600 });
+    await writeFile(path, 'a-long-enough-secret-value\r\n', { mode: 0o600 });
     assert.equal(await loadConsoleSecret(path), 'a-long-enough-secret-value');
+    assert.deepEqual(
+      (await readdir(dir)).filter((name) => name.endsWith('.tmp')),
+      [],
+    );
   });
 
   it('refuses a file every user can read, and a short or empty secret, saying what to do', async () => {
@@ -45,10 +55,15 @@ describe('web_console_secret_file', () => {
       ['short', 'short\n'],
       ['empty', ''],
       ['spaced', 'two words in a long enough line\n'],
+      // Prometheus sends the whole file: a second line would make its requests fail.
+      ['two-lines', 'a-long-enough-secret-value\nnotes\n'],
     ]) {
       const path = join(dir, name as string);
       await writeFile(path, text as string, { mode: 0o600 });
-      await assert.rejects(loadConsoleSecret(path), /must hold one secret of at least 16 characters/);
+      await assert.rejects(
+        loadConsoleSecret(path),
+        /must hold just one secret of at least 16 characters, without spaces or other lines/,
+      );
     }
   });
 });
