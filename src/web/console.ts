@@ -1,11 +1,12 @@
-import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Authorisations, FrontEnd } from '../authorise/pending.ts';
 import type { ConfigStore } from '../config/store.ts';
 import { describeError, ErrorCode, MailbridgeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { Metrics } from '../metrics.ts';
+import { loadCertificatePair } from '../net/certificate-pair.ts';
 import { AccountActivity } from './activity.ts';
 import { LiveUpdates } from './events.ts';
 import { ConsoleFrontEnd } from './front-end.ts';
@@ -63,6 +64,9 @@ export interface WebConsole {
   close(): Promise<void>;
 }
 
+/** The longest a client may take over its TLS handshake, then over its request's headers. */
+const HEADERS_TIMEOUT_MS = 10_000;
+
 export async function startWebConsole(options: WebConsoleOptions): Promise<WebConsole> {
   const { settings, logger } = options;
   const now = options.now ?? Date.now;
@@ -112,11 +116,26 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
       res.end('internal error: see the mailbridge log\n');
     });
   };
-  const server = settings.tls
-    ? createHttpsServer({ ...(await readTlsFiles(settings.tls)), minVersion: 'TLSv1.2' }, serve)
+  const certificate = settings.tls
+    ? await loadCertificatePair(
+        settings.tls.certificatePath,
+        settings.tls.keyPath,
+        `[emailproxy] ${WEB_CONSOLE_CERTIFICATE_OPTION}/${WEB_CONSOLE_KEY_OPTION}`,
+      )
+    : undefined;
+  // The TLS handshake gets the same short bound as the request headers that follow it.
+  const server = certificate
+    ? createHttpsServer({ ...certificate.options, handshakeTimeout: HEADERS_TIMEOUT_MS }, serve)
     : createServer(serve);
+  // closeAllConnections() reaches only connections that finished their TLS handshake: stopping must not wait
+  // for one that never will (a port scan, a health check).
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
   // Slow or idle clients cannot hold sockets for ever; an event stream is long-lived by design.
-  server.headersTimeout = 10_000;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = 30_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error: NodeJS.ErrnoException) => {
@@ -133,13 +152,17 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
     server.listen(settings.port, settings.host, () => resolve());
   });
   const url = `${consoleScheme(settings)}://${formatAuthority(settings.host, settings.port)}/`;
-  const signInUrl = `${url}login?secret=${sessions.secret}`;
+  const signInUrl = `${url}login?secret=${encodeURIComponent(sessions.secret)}`;
   if (!settings.loopback && !settings.tls) {
     logger.warn(
       `the web console listens on ${url}, beyond this machine, over plain HTTP: give it web_console_certificate_path and web_console_key_path, or keep it on loopback and use an SSH tunnel`,
     );
   }
-  logger.info(`web console at ${url} - sign in once with ${signInUrl}`);
+  // A secret kept in a file lasts beyond this run, and logs are read by more people than that file.
+  const shownSignIn = settings.secretFile
+    ? `${url}login?secret=SECRET, SECRET being the first line of ${settings.secretFile}`
+    : signInUrl;
+  logger.info(`web console at ${url} - sign in once with ${shownSignIn}`);
   return {
     url,
     signInUrl,
@@ -150,6 +173,7 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
       live.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
+      for (const socket of sockets) socket.destroy();
       await closed;
     },
   };
@@ -199,24 +223,4 @@ export async function openWebConsole(options: DaemonConsoleOptions): Promise<Web
     void web.close();
   });
   return web;
-}
-
-async function readTlsFiles(
-  tls: NonNullable<WebConsoleSettings['tls']>,
-): Promise<{ cert: Buffer; key: Buffer }> {
-  const read = async (path: string, option: string) => {
-    try {
-      return await readFile(path);
-    } catch (error: unknown) {
-      throw new MailbridgeError(
-        ErrorCode.CONFIG_INVALID,
-        `the web console cannot read its ${option} '${path}': ${describeError(error)}`,
-        { cause: error },
-      );
-    }
-  };
-  return {
-    cert: await read(tls.certificatePath, WEB_CONSOLE_CERTIFICATE_OPTION),
-    key: await read(tls.keyPath, WEB_CONSOLE_KEY_OPTION),
-  };
 }

@@ -274,7 +274,7 @@ export class ConsoleRoutes {
         HTML,
         renderMessagePage(
           'Not signed in',
-          'This sign-in link is not the one mailbridge printed when it started (the secret changes at every start).',
+          'This sign-in link does not hold the secret of the running mailbridge: use the one it printed when it started (the secret is new at every start unless web_console_secret_file keeps it).',
         ),
       );
       return;
@@ -286,7 +286,7 @@ export class ConsoleRoutes {
 
   private unauthorised(url: URL, res: ServerResponse): void {
     const message =
-      'Sign in with the URL mailbridge printed when it started (it holds a secret that changes at every start).';
+      'Sign in with the URL mailbridge printed when it started (it holds a secret that is new at every start unless web_console_secret_file keeps it).';
     if (url.pathname === '/api/status') {
       sendJson(res, 401, { error: 'unauthorised', message });
     } else if (url.pathname === '/' || url.pathname === '') {

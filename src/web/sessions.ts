@@ -1,7 +1,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /**
- * Who may use the console: whoever presents this run's secret, once, in the sign-in URL printed at start.
+ * Who may use the console: whoever presents the secret (new at each start, or kept in web_console_secret_file),
+ * once, in the sign-in URL printed at start.
  * The secret buys a session: a random id in an HttpOnly, SameSite=Strict cookie, and a CSRF token that every
  * form carries. The secret also works as `Authorization: Bearer` for scripts (`/api/status`, `/metrics`).
  *

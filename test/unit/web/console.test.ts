@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -504,9 +506,11 @@ describe('web console over HTTPS (web_console_certificate_path and web_console_k
     frontEnds.push(web.frontEnd);
   });
 
+  let closed = false;
+
   after(async () => {
     authorisations?.cancelAll('test over');
-    await web?.close();
+    if (!closed) await web?.close();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -566,5 +570,18 @@ describe('web console over HTTPS (web_console_certificate_path and web_console_k
     const callback = await call('GET', `/callback?code=the-code&state=${pending.details.request.state}`);
     assert.equal(callback.status, 200);
     assert.equal(await done, 'the-code');
+  });
+
+  // Runs last: it closes the console. The timeout is a guard, not a measurement: stopping takes milliseconds,
+  // and without destroying such connections close() waits out the 10 s handshake bound.
+  it('stops at once while a connection that never starts its TLS handshake is open', {
+    timeout: 5000,
+  }, async () => {
+    const idle = net.connect({ host: '127.0.0.1', port });
+    await once(idle, 'connect');
+    const gone = once(idle, 'close');
+    await web.close();
+    closed = true;
+    await gone;
   });
 });
