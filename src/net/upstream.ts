@@ -159,7 +159,8 @@ function describeAttempts(attempts: ConnectAttemptError[]): string {
     const code = attempt.code ?? 'error';
     return `${address} ${ATTEMPT_OUTCOMES[code] ?? attempt.message} (${code})`;
   });
-  const advice = attempts.every((attempt) => attempt.code === 'ECONNREFUSED')
+  // A refusal proves the network reaches the server's host: then the port or the server is what to check.
+  const advice = attempts.some((attempt) => attempt.code === 'ECONNREFUSED')
     ? 'check server_port and that the server is up'
     : 'is there a network connection?';
   return `no address answered: ${outcomes.join(', ')} - ${advice}`;

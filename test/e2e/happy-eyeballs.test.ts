@@ -66,6 +66,10 @@ describe('Happy Eyeballs: an upstream name whose first address never answers', {
       /^\* BYE \[UNAVAILABLE\] mailbridge: cannot reach dead\.test:\d+: no address answered: \[2001:db8::2\] (no answer \(ETIMEDOUT\)|unreachable \(EHOSTUNREACH\)), \[2001:db8::3\] unreachable \(EHOSTUNREACH\) - is there a network connection\?\r\n$/,
     );
     assert.match(
+      report.refused,
+      /^\* BYE \[UNAVAILABLE\] mailbridge: cannot reach refused\.test:\d+: no address answered: 127\.0\.0\.2 refused \(ECONNREFUSED\), 127\.0\.0\.3 refused \(ECONNREFUSED\) - check server_port and that the server is up\r\n$/,
+    );
+    assert.match(
       report.log,
       /WARN {2}\[IMAP-1994 \d+\] could not open the upstream connection error=cannot reach dead\.test/,
     );
