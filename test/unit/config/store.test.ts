@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { IniDocument } from '../../../src/config/ini.ts';
 import { ConfigStore } from '../../../src/config/store.ts';
+import { collectStatus } from '../../../src/doctor/status.ts';
 import { isMailbridgeError } from '../../../src/errors.ts';
 import { silentLogger } from '../../../src/log.ts';
 
@@ -198,15 +199,29 @@ describe('config store persistence', () => {
 
   it('lists catch-all users that only a separate token cache knows, and nothing the configuration cannot serve', async () => {
     const configPath = await freshConfig(
-      `${CONFIG}\n[emailproxy]\nallow_catch_all_accounts = True\n\n[@example.org]\ntoken_url = https://login.example.test/token\n`,
+      `${CONFIG}\n[emailproxy]\nallow_catch_all_accounts = True\n\n` +
+        '[@example.org]\npermission_url = https://login.example.test/authorize\ntoken_url = https://login.example.test/token\n' +
+        'oauth2_scope = mail\nclient_id = id\nredirect_uri = http://localhost\n\n' +
+        '[@broken.test]\ntoken_url = https://login.example.test/token\n',
     );
     const cachePath = join(dir, `cache-${counter}.ini`);
     await writeFile(
       cachePath,
-      '[alice@example.test]\naccess_token = a\n\n[carol@example.org]\naccess_token = c\n\n[gone@elsewhere.test]\naccess_token = g\n',
+      '[alice@example.test]\naccess_token = a\n\n[carol@example.org]\naccess_token = c\n\n' +
+        '[dave@broken.test]\naccess_token = d\n\n[gone@elsewhere.test]\naccess_token = g\n',
       { mode: 0o600 },
     );
-    assert.deepEqual((await load(configPath, cachePath)).cacheOnlyAccounts(), ['carol@example.org']);
+    const store = await load(configPath, cachePath);
+    // dave's catch-all section is incomplete: listed all the same, so that its problem is shown.
+    assert.deepEqual(store.cacheOnlyAccounts(), ['carol@example.org', 'dave@broken.test']);
+    const listed = collectStatus(store).accounts.map((account) => [
+      account.section,
+      account.problem !== undefined,
+    ]);
+    assert.deepEqual(listed.slice(-2), [
+      ['carol@example.org', false],
+      ['dave@broken.test', true],
+    ]);
     assert.deepEqual((await load(configPath)).cacheOnlyAccounts(), [], 'tokens in the configuration itself');
   });
 });
