@@ -4,6 +4,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { serverSection } from '../../testbed/config-sections.ts';
 import { type DnsResponder, startDnsResponder } from './dns-responder.ts';
 
 /**
@@ -149,15 +150,15 @@ async function main(): Promise<Record<string, unknown>> {
   mkdirSync(join(workDir, 'run'), { recursive: true });
   writeFileSync(
     configPath,
-    [
-      `[IMAP-${listenPort}]`,
-      `server_address = ${UPSTREAM}`,
-      `server_port = ${upstreamPort}`,
+    serverSection({
+      protocol: 'IMAP',
+      localPort: listenPort,
+      serverAddress: UPSTREAM,
+      serverPort: upstreamPort,
       // Plain TCP to the stand-ins: mailbridge reads a greeting before any TLS, and gets a closed connection.
-      'server_starttls = True',
-      'local_address = 127.0.0.1',
-      '',
-    ].join('\n'),
+      serverStarttls: true,
+      localAddress: '127.0.0.1',
+    }),
   );
   const state = { switched: false };
   // --debug: after the first warning, each later fallback is logged at debug level.
