@@ -3,14 +3,14 @@ import { createAuthorisations } from '../authorise/front-ends.ts';
 import { ConfigStore } from '../config/store.ts';
 import { describeError, isMailbridgeError } from '../errors.ts';
 import { createLogger, type LogFormat, type Logger } from '../log.ts';
-import { MailProxy } from '../mail-proxy.ts';
+import { MailProxy, type ReloadSummary } from '../mail-proxy.ts';
 import { Metrics } from '../metrics.ts';
 import { HostResolver } from '../net/resolve.ts';
 import { TokenClient } from '../oauth/token-client.ts';
 import { KeyDeriver } from '../tokens/key-derivation.ts';
 import { TokenService } from '../tokens/token-service.ts';
 import { AccountActivity } from '../web/activity.ts';
-import { describeReload, openWebConsole } from '../web/console.ts';
+import { describeReload, openWebConsole, type WebConsole } from '../web/console.ts';
 import { consoleObserver } from '../web/observer.ts';
 
 export interface ServeFlags {
@@ -74,13 +74,22 @@ export async function serve(flags: ServeFlags): Promise<number> {
     return ExitCode.RUNTIME;
   }
   const proxy = new MailProxy({ store, tokens, resolver, logger, observer });
+  let web: WebConsole | undefined;
+  // SIGHUP and the console's Reload button: the configuration, then the console's certificate (a renewal).
+  const reload = async (): Promise<ReloadSummary> => {
+    const summary = await proxy.reload();
+    await web?.reloadCertificate().catch((error: unknown) => {
+      logger.error(`web console: ${describeError(error)}; it keeps the certificate it had`);
+    });
+    return summary;
+  };
   try {
-    await openWebConsole({
+    web = await openWebConsole({
       flag: flags.webConsole,
       store,
       authorisations: frontEnds.authorisations,
       authorise: (account, password) => tokens.accessToken(account, password).then(() => undefined),
-      reload: () => proxy.reload().then(describeReload),
+      reload: () => reload().then(describeReload),
       addFrontEnd: frontEnds.add,
       metrics,
       activity,
@@ -101,7 +110,7 @@ export async function serve(flags: ServeFlags): Promise<number> {
   const stopRefreshing = tokens.startBackgroundRefresh();
   // The signal handlers go in before anyone is told we are ready: a SIGTERM right after 'ready' must stop
   // mailbridge cleanly (tokens saved), not kill it.
-  const stopped = untilStopped(proxy, store, logger, () => {
+  const stopped = untilStopped(proxy, store, logger, reload, () => {
     stopRefreshing();
     frontEnds.close();
   });
@@ -111,13 +120,15 @@ export async function serve(flags: ServeFlags): Promise<number> {
 
 /**
  * The daemon's signals: SIGTERM/SIGINT stop (no new connections, a goodbye per protocol, pending token saves
- * written, exit 0); SIGHUP reloads the configuration file (a file that does not load changes nothing);
+ * written, exit 0); SIGHUP reloads the configuration file (a file that does not load changes nothing) and
+ * the web console's certificate;
  * SIGUSR1 toggles debug logging. A second SIGTERM/SIGINT while stopping ends the process at once.
  */
 function untilStopped(
   proxy: MailProxy,
   store: ConfigStore,
   logger: Logger,
+  reloadAll: () => Promise<ReloadSummary>,
   beforeStop: () => void,
 ): Promise<number> {
   return new Promise((resolve) => {
@@ -127,7 +138,7 @@ function untilStopped(
     };
     const reload = () => {
       logger.info(`received SIGHUP: reloading ${store.configPath}`);
-      proxy.reload().then(
+      reloadAll().then(
         (summary) => {
           const list = (names: string[]) => (names.length > 0 ? ` (${names.join(', ')})` : '');
           const text =

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Authorisations, FrontEnd } from '../authorise/pending.ts';
 import type { ConfigStore } from '../config/store.ts';
@@ -61,6 +61,11 @@ export interface WebConsole {
   frontEnd: FrontEnd;
   metrics: Metrics;
   activity: AccountActivity;
+  /**
+   * Reads the certificate files again, as a renewal leaves them (the same paths; other console settings
+   * take a restart). Throws CONFIG_INVALID, keeping the certificate in use, when they do not load.
+   */
+  reloadCertificate(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -116,13 +121,16 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
       res.end('internal error: see the mailbridge log\n');
     });
   };
-  const certificate = settings.tls
-    ? await loadCertificatePair(
-        settings.tls.certificatePath,
-        settings.tls.keyPath,
-        `[emailproxy] ${WEB_CONSOLE_CERTIFICATE_OPTION}/${WEB_CONSOLE_KEY_OPTION}`,
-      )
+  const { tls } = settings;
+  const loadCertificate = tls
+    ? () =>
+        loadCertificatePair(
+          tls.certificatePath,
+          tls.keyPath,
+          `[emailproxy] ${WEB_CONSOLE_CERTIFICATE_OPTION}/${WEB_CONSOLE_KEY_OPTION}`,
+        )
     : undefined;
+  const certificate = await loadCertificate?.();
   // The TLS handshake gets the same short bound as the request headers that follow it.
   const server = certificate
     ? createHttpsServer({ ...certificate.options, handshakeTimeout: HEADERS_TIMEOUT_MS }, serve)
@@ -169,6 +177,11 @@ export async function startWebConsole(options: WebConsoleOptions): Promise<WebCo
     frontEnd,
     metrics,
     activity,
+    reloadCertificate: async () => {
+      if (!loadCertificate) return;
+      (server as HttpsServer).setSecureContext((await loadCertificate()).options);
+      logger.info(`web console: certificate reloaded from ${tls?.certificatePath}`);
+    },
     close: async () => {
       live.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { copyFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
+import { createTestCertificates, servedCertificateFingerprint } from '../testbed/certs.ts';
 import { curl, TlsConversation } from '../testbed/clients.ts';
 import { type ServerSectionOptions, serverSection } from '../testbed/config-sections.ts';
 import { type MailbridgeProcess, startAuthorisingMailbridge } from '../testbed/mailbridge.ts';
@@ -18,7 +19,8 @@ import { RawClient } from '../testbed/raw-client.ts';
  * The daemon's signals against the real program, Dovecot and real sessions: SIGHUP reloads the configuration
  * file — listeners added, removed, changed in place or re-opened — while sessions keep running, an IMAP IDLE
  * among them; a broken file changes nothing; SIGUSR1 toggles debug logging; SIGTERM says goodbye in each
- * protocol and exits 0. Also checked here: TCP keepalive on both sides of relayed sessions, and the backlog.
+ * protocol and exits 0. Also checked here: TCP keepalive on both sides of relayed sessions, the backlog, and
+ * the web console's certificate re-read at SIGHUP.
  */
 const ALICE = 'alice@example.test';
 const PASSWORD = 'correct horse';
@@ -27,8 +29,13 @@ const run = promisify(execFile);
 let bed: Testbed;
 let mailbridge: MailbridgeProcess;
 let configPath: string;
-/** kept: unchanged by the reload. gone: removed. pop: changed in place. tls: re-opened with local TLS. smtp: added. */
-let ports: { kept: number; gone: number; pop: number; tls: number; smtp: number };
+/**
+ * kept: unchanged by the reload. gone: removed. pop: changed in place. tls: re-opened with local TLS. smtp:
+ * added. web: the web console over HTTPS, whose certificate a reload re-reads.
+ */
+let ports: { kept: number; gone: number; pop: number; tls: number; smtp: number; web: number };
+/** The web console's certificate and key: copies of the test bed's that a test renews. */
+let consoleCertificate: { certPath: string; keyPath: string };
 let message: Buffer;
 
 function config(stage: 'before' | 'after'): string {
@@ -37,6 +44,11 @@ function config(stage: 'before' | 'after'): string {
   const { imaps, pop3, pop3s, submissions } = bed.dovecot.ports;
   const sections = [
     '# signals test configuration',
+    '[emailproxy]',
+    `web_console = 127.0.0.1:${ports.web}`,
+    `web_console_certificate_path = ${consoleCertificate.certPath}`,
+    `web_console_key_path = ${consoleCertificate.keyPath}`,
+    '',
     section({ protocol: 'IMAP', localPort: ports.kept, serverPort: imaps }),
   ];
   if (stage === 'before') {
@@ -118,8 +130,18 @@ describe('signals: SIGHUP reload with live sessions, SIGUSR1, SIGTERM', () => {
     bed = await startTestbed({ smtpSink: true });
     message = Buffer.from('Subject: one\r\n\r\nfirst\r\n');
     bed.dovecot.seedMessage(ALICE, '1.one', message);
-    const [kept, gone, pop, tls, smtp] = (await findFreePorts(5)) as [number, number, number, number, number];
-    ports = { kept, gone, pop, tls, smtp };
+    const [kept, gone, pop, tls, smtp, web] = (await findFreePorts(6)) as [
+      number,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ];
+    ports = { kept, gone, pop, tls, smtp, web };
+    consoleCertificate = { certPath: join(bed.dir, 'console.pem'), keyPath: join(bed.dir, 'console.key') };
+    await copyFile(bed.certs.certPath, consoleCertificate.certPath);
+    await copyFile(bed.certs.keyPath, consoleCertificate.keyPath);
     configPath = join(bed.dir, 'emailproxy.config');
     await writeFile(configPath, config('before'));
     mailbridge = await startAuthorisingMailbridge(bed, configPath);
@@ -223,6 +245,24 @@ describe('signals: SIGHUP reload with live sessions, SIGUSR1, SIGTERM', () => {
     (await greeted(ports.smtp, /^220 [^\r\n]*\r\n/)).close();
     assert.equal(await refused(ports.gone), true);
     await writeFile(configPath, config('after'));
+  });
+
+  it("re-reads the web console's certificate on SIGHUP, as a renewal leaves it", async () => {
+    const fingerprint = () => servedCertificateFingerprint(ports.web);
+    const first = await fingerprint();
+    const renewed = await createTestCertificates(join(bed.dir, 'renewed'));
+    await copyFile(renewed.certPath, consoleCertificate.certPath);
+    await copyFile(renewed.keyPath, consoleCertificate.keyPath);
+    // Every reload re-reads the certificate and says so: wait for one more such line than earlier reloads left.
+    const line = `web console: certificate reloaded from ${consoleCertificate.certPath}`;
+    const reloads = () => mailbridge.stderr().split(line).length - 1;
+    const earlier = reloads();
+    mailbridge.child.kill('SIGHUP');
+    for (let wait = 0; reloads() === earlier; wait += 1) {
+      assert.ok(wait < 200, `no certificate reload logged within 10 s:\n${mailbridge.stderr().slice(-2000)}`);
+      await sleep(50);
+    }
+    assert.notEqual(await fingerprint(), first);
   });
 
   it('toggles debug logging on SIGUSR1', async () => {

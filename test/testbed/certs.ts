@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -89,4 +90,15 @@ export async function createTestCertificates(dir: string): Promise<TestCertifica
     certPath,
   ]);
   return { caCertPath, certPath, keyPath };
+}
+
+/** The SHA-256 fingerprint of the certificate a TLS server on 127.0.0.1 presents now, trusted or not. */
+export function servedCertificateFingerprint(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+      resolve(socket.getPeerCertificate().fingerprint256);
+      socket.destroy();
+    });
+    socket.on('error', reject);
+  });
 }

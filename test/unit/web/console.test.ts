@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import net from 'node:net';
@@ -13,7 +13,7 @@ import { ErrorCode, MailbridgeError } from '../../../src/errors.ts';
 import { silentLogger } from '../../../src/log.ts';
 import { buildAuthorisationRequest } from '../../../src/oauth/authorisation-url.ts';
 import { startWebConsole, type WebConsole } from '../../../src/web/console.ts';
-import { createTestCertificates } from '../../testbed/certs.ts';
+import { createTestCertificates, servedCertificateFingerprint } from '../../testbed/certs.ts';
 import { findFreePorts } from '../../testbed/ports.ts';
 
 /**
@@ -442,6 +442,8 @@ describe('web console over HTTPS (web_console_certificate_path and web_console_k
   let dir: string;
   let port: number;
   let ca: Buffer;
+  let certificatePath: string;
+  let keyPath: string;
   let store: ConfigStore;
   let authorisations: Authorisations;
   let web: WebConsole;
@@ -474,6 +476,11 @@ describe('web console over HTTPS (web_console_certificate_path and web_console_k
     dir = await mkdtemp(join(tmpdir(), 'mailbridge-web-tls-'));
     const certs = await createTestCertificates(join(dir, 'certs'));
     ca = await readFile(certs.caCertPath);
+    // Copies the test can overwrite, as a renewal does.
+    certificatePath = join(dir, 'console.pem');
+    keyPath = join(dir, 'console.key');
+    await copyFile(certs.certPath, certificatePath);
+    await copyFile(certs.keyPath, keyPath);
     [port] = (await findFreePorts(1)) as [number];
     const configPath = join(dir, 'emailproxy.config');
     await writeFile(
@@ -491,7 +498,7 @@ describe('web console over HTTPS (web_console_certificate_path and web_console_k
         host: '127.0.0.1',
         port,
         loopback: true,
-        tls: { certificatePath: certs.certPath, keyPath: certs.keyPath },
+        tls: { certificatePath, keyPath },
       },
       store,
       authorisations,
@@ -570,6 +577,24 @@ describe('web console over HTTPS (web_console_certificate_path and web_console_k
     const callback = await call('GET', `/callback?code=the-code&state=${pending.details.request.state}`);
     assert.equal(callback.status, 200);
     assert.equal(await done, 'the-code');
+  });
+
+  // After the tests that trust the first certificate's CA.
+  it('serves a renewed certificate after reloadCertificate(), and keeps its own when the files are bad', async () => {
+    const fingerprint = () => servedCertificateFingerprint(port);
+    const first = await fingerprint();
+    const renewed = await createTestCertificates(join(dir, 'renewed'));
+    await copyFile(renewed.certPath, certificatePath);
+    await copyFile(renewed.keyPath, keyPath);
+    await web.reloadCertificate();
+    const second = await fingerprint();
+    assert.notEqual(second, first);
+    await writeFile(certificatePath, 'not a certificate\n');
+    await assert.rejects(web.reloadCertificate(), {
+      code: 'CONFIG_INVALID',
+      message: /^cannot use \[emailproxy\] web_console_certificate_path\/web_console_key_path/,
+    });
+    assert.equal(await fingerprint(), second);
   });
 
   // Runs last: it closes the console. The timeout is a guard, not a measurement: stopping takes milliseconds,
