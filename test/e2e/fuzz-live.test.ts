@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
 import { curl } from '../testbed/clients.ts';
-import { type ServerSectionOptions, serverSection } from '../testbed/config-sections.ts';
+import { sectionsForEveryProtocol } from '../testbed/config-sections.ts';
 import { type MailbridgeProcess, startMailbridge, stopMailbridgeAndBed } from '../testbed/mailbridge.ts';
 import { findFreePorts } from '../testbed/ports.ts';
 import { RawClient } from '../testbed/raw-client.ts';
@@ -115,17 +115,10 @@ describe(`fuzzing the live process (${INPUTS_PER_PROTOCOL} inputs per protocol)`
     bed.dovecot.seedMessage(ALICE, '1.one', MESSAGE);
     const [imap, pop, smtp] = (await findFreePorts(3)) as [number, number, number];
     ports = { imap, pop, smtp };
-    const section = (protocol: ServerSectionOptions['protocol'], localPort: number, serverPort: number) =>
-      serverSection({ protocol, localPort, serverPort, localAddress: '127.0.0.1' });
     const configPath = join(bed.dir, 'emailproxy.config');
     await writeFile(
       configPath,
-      [
-        section('IMAP', imap, bed.dovecot.ports.imaps),
-        section('POP', pop, bed.dovecot.ports.pop3s),
-        section('SMTP', smtp, bed.dovecot.ports.submissions),
-        bed.accountSection(ALICE),
-      ].join('\n'),
+      [...sectionsForEveryProtocol(ports, bed.dovecot.ports), bed.accountSection(ALICE)].join('\n'),
     );
     mailbridge = await startMailbridge({
       // --debug logs every command a session parses ("client: …"), which is how the run counts them.

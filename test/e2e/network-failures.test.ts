@@ -6,7 +6,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { IniDocument } from '../../src/config/ini.ts';
 import { startTestbed, type Testbed } from '../testbed/bed.ts';
-import { type ServerSectionOptions, serverSection } from '../testbed/config-sections.ts';
+import {
+  type ServerSectionOptions,
+  sectionsForEveryProtocol,
+  serverSection,
+} from '../testbed/config-sections.ts';
 import { launchDovecot, readMasterPid, stopMaster } from '../testbed/dovecot-daemon.ts';
 import { type MailbridgeProcess, startAuthorisingMailbridge } from '../testbed/mailbridge.ts';
 import { findFreePorts, waitForPort } from '../testbed/ports.ts';
@@ -180,9 +184,7 @@ describe('network failures are never authentication failures', () => {
     await writeFile(
       configPath,
       [
-        section('IMAP', ports.imap, bed.dovecot.ports.imaps),
-        section('POP', ports.pop, bed.dovecot.ports.pop3s),
-        section('SMTP', ports.smtp, bed.dovecot.ports.submissions),
+        ...sectionsForEveryProtocol(ports, bed.dovecot.ports),
         // Nothing listens on closedPort: connection refused.
         section('IMAP', ports.deadImap, closedPort),
         section('POP', ports.deadPop, closedPort),

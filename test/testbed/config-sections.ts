@@ -1,4 +1,5 @@
 import type { TestCertificates } from './certs.ts';
+import type { DovecotPorts } from './dovecot-config.ts';
 
 export interface ServerSectionOptions {
   protocol: 'IMAP' | 'POP' | 'SMTP';
@@ -36,4 +37,21 @@ export function serverSection(options: ServerSectionOptions): string {
     .filter(([, value]) => value !== undefined)
     .map(([key, value]) => `${key} = ${value}`);
   return `[${options.protocol}-${options.localPort}]\n${lines.join('\n')}\n`;
+}
+
+/**
+ * One loopback listener per protocol in front of the test bed Dovecot's implicit-TLS ports (IMAPS, POP3S,
+ * submissions): what tests that treat the three protocols alike start from.
+ */
+export function sectionsForEveryProtocol(
+  localPorts: { imap: number; pop: number; smtp: number },
+  dovecotPorts: Pick<DovecotPorts, 'imaps' | 'pop3s' | 'submissions'>,
+): string[] {
+  const section = (protocol: ServerSectionOptions['protocol'], localPort: number, serverPort: number) =>
+    serverSection({ protocol, localPort, serverPort, localAddress: '127.0.0.1' });
+  return [
+    section('IMAP', localPorts.imap, dovecotPorts.imaps),
+    section('POP', localPorts.pop, dovecotPorts.pop3s),
+    section('SMTP', localPorts.smtp, dovecotPorts.submissions),
+  ];
 }
