@@ -64,6 +64,27 @@ const MICROSOFT_SOURCES = [
 const MICROSOFT_SCOPE =
   'https://outlook.office.com/IMAP.AccessAsUser.All https://outlook.office.com/POP.AccessAsUser.All https://outlook.office.com/SMTP.Send offline_access';
 
+/** Microsoft's IMAP and POP (implicit TLS) are one host for work and personal accounts; SMTP differs. */
+function microsoftServers(smtpHost: string): ServerPreset[] {
+  return [
+    {
+      protocol: 'IMAP',
+      localPort: 1993,
+      serverAddress: 'outlook.office365.com',
+      serverPort: 993,
+      serverStartTls: false,
+    },
+    {
+      protocol: 'POP',
+      localPort: 1995,
+      serverAddress: 'outlook.office365.com',
+      serverPort: 995,
+      serverStartTls: false,
+    },
+    { protocol: 'SMTP', localPort: 1587, serverAddress: smtpHost, serverPort: 587, serverStartTls: true },
+  ];
+}
+
 function microsoftEndpoints(tenant: string): Pick<OAuthPreset, 'permissionUrl' | 'tokenUrl'> {
   return {
     permissionUrl: `https://login.microsoftonline.com/${tenant}/oauth2/v2.0/authorize`,
@@ -92,30 +113,8 @@ export const PROVIDERS: Readonly<Record<ProviderId, ProviderPreset>> = {
       usePkce: true,
       registration: MICROSOFT_REGISTRATION,
     },
-    servers: [
-      {
-        protocol: 'IMAP',
-        localPort: 1993,
-        serverAddress: 'outlook.office365.com',
-        serverPort: 993,
-        serverStartTls: false,
-      },
-      {
-        protocol: 'POP',
-        localPort: 1995,
-        serverAddress: 'outlook.office365.com',
-        serverPort: 995,
-        serverStartTls: false,
-      },
-      // Port 465 does not answer for Microsoft 365: submission is 587 with STARTTLS only.
-      {
-        protocol: 'SMTP',
-        localPort: 1587,
-        serverAddress: 'smtp.office365.com',
-        serverPort: 587,
-        serverStartTls: true,
-      },
-    ],
+    // Port 465 does not answer for Microsoft 365: submission is 587 with STARTTLS only.
+    servers: microsoftServers('smtp.office365.com'),
     notes: [
       'An app registered for one organisation only ("single tenant") must use its own endpoints: replace',
       '"common" in permission_url and token_url with your Directory (tenant) ID, or sign-in fails with AADSTS50194.',
@@ -143,29 +142,7 @@ export const PROVIDERS: Readonly<Record<ProviderId, ProviderPreset>> = {
         ...MICROSOFT_REGISTRATION.slice(3),
       ],
     },
-    servers: [
-      {
-        protocol: 'IMAP',
-        localPort: 1993,
-        serverAddress: 'outlook.office365.com',
-        serverPort: 993,
-        serverStartTls: false,
-      },
-      {
-        protocol: 'POP',
-        localPort: 1995,
-        serverAddress: 'outlook.office365.com',
-        serverPort: 995,
-        serverStartTls: false,
-      },
-      {
-        protocol: 'SMTP',
-        localPort: 1587,
-        serverAddress: 'smtp-mail.outlook.com',
-        serverPort: 587,
-        serverStartTls: true,
-      },
-    ],
+    servers: microsoftServers('smtp-mail.outlook.com'),
     notes: [
       'POP and IMAP are off by default for Outlook.com accounts: turn them on at outlook.com under',
       'Settings > Mail > Forwarding and IMAP before the first login.',
