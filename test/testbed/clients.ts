@@ -17,21 +17,12 @@ export interface ClientResult {
 }
 
 export async function curl(args: string[], timeoutMs = 30_000): Promise<ClientResult> {
-  try {
-    const { stdout, stderr } = await run('curl', ['--silent', '--show-error', ...args], {
-      encoding: 'buffer',
-      timeout: timeoutMs,
-      maxBuffer: 256 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr: stderr.toString() };
-  } catch (error: unknown) {
-    const failed = error as { code?: number; stdout?: Buffer; stderr?: Buffer };
-    return {
-      code: typeof failed.code === 'number' ? failed.code : -1,
-      stdout: failed.stdout ?? Buffer.alloc(0),
-      stderr: `${failed.stderr?.toString() ?? String(error)} (curl ${args.join(' ')})`,
-    };
-  }
+  const result = await runClient('curl', ['--silent', '--show-error', ...args], {
+    timeoutMs,
+    maxBufferBytes: 256 * 1024 * 1024,
+  });
+  // Which of a test's many curl calls failed is not in curl's own message.
+  return result.code === 0 ? result : { ...result, stderr: `${result.stderr} (curl ${args.join(' ')})` };
 }
 
 /** Runs a Python 3 script; values go in through the environment so nothing needs quoting. */
@@ -40,22 +31,7 @@ export async function python(
   env: Record<string, string>,
   timeoutMs = 60_000,
 ): Promise<ClientResult> {
-  try {
-    const { stdout, stderr } = await run('python3', ['-c', script], {
-      encoding: 'buffer',
-      env: { ...process.env, ...env },
-      timeout: timeoutMs,
-      maxBuffer: 256 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr: stderr.toString() };
-  } catch (error: unknown) {
-    const failed = error as { code?: number; stdout?: Buffer; stderr?: Buffer };
-    return {
-      code: typeof failed.code === 'number' ? failed.code : -1,
-      stdout: failed.stdout ?? Buffer.alloc(0),
-      stderr: failed.stderr?.toString() ?? String(error),
-    };
-  }
+  return runClient('python3', ['-c', script], { env, timeoutMs, maxBufferBytes: 256 * 1024 * 1024 });
 }
 
 /** How a client reaches its server: in clear, upgraded with STARTTLS/STLS, or TLS from the first byte. */
@@ -64,7 +40,7 @@ export type ClientTls = 'none' | 'starttls' | 'implicit';
 async function runClient(
   command: string,
   args: string[],
-  options: { env?: Record<string, string>; cwd?: string; timeoutMs: number },
+  options: { env?: Record<string, string>; cwd?: string; timeoutMs: number; maxBufferBytes?: number },
 ): Promise<ClientResult> {
   try {
     const { stdout, stderr } = await run(command, args, {
@@ -73,7 +49,7 @@ async function runClient(
       cwd: options.cwd,
       timeout: options.timeoutMs,
       killSignal: 'SIGKILL',
-      maxBuffer: 64 * 1024 * 1024,
+      maxBuffer: options.maxBufferBytes ?? 64 * 1024 * 1024,
     });
     return { code: 0, stdout, stderr: stderr.toString() };
   } catch (error: unknown) {
